@@ -1,0 +1,186 @@
+"""Training of the float model (informative; not part of the decoding process).
+
+Variable-rate rate-distortion training with gain units: every sample draws a
+rate point r and is weighted by LAMBDAS[r]. Quantisation surrogate:
+stochastic uniform annealing (model.quantize_sua) with a temperature that
+decays from 1 to --tau-end over --anneal-steps, scale lower bound SCALE_MIN,
+zero-centre rounding with a straight-through gradient for the decoder path.
+
+Resumable: the full state (model, optimiser, step, RNG) goes to
+RUN_DIR/last.pt every --checkpoint-every steps, and --resume continues from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .model import NUM_RATES, FloatCodec
+
+# MSE in 8-bit units is multiplied by LAMBDAS[r] * 255^2 (CompressAI's convention).
+LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
+assert len(LAMBDAS) == NUM_RATES
+
+DEFAULT_TRAIN_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train"
+
+
+def list_images(folder: Path):
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not files:
+        raise SystemExit(f"error: no training images in {folder}")
+    return files
+
+
+def make_crop_pool(files, crop, crops_per_image, seed):
+    """Random crops after a random downscale by a factor in [0.5, 1.0] (JPEG-artefact suppression)."""
+    rng = random.Random(seed)
+    pool = []
+    for path in files:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            lo = max(0.5, crop / min(w, h))
+            if lo > 1.0:
+                continue
+            for _ in range(crops_per_image):
+                f = rng.uniform(lo, 1.0)
+                sw, sh = max(crop, round(w * f)), max(crop, round(h * f))
+                small = im.resize((sw, sh), Image.BICUBIC) if (sw, sh) != (w, h) else im
+                x0, y0 = rng.randint(0, sw - crop), rng.randint(0, sh - crop)
+                pool.append(np.asarray(small.crop((x0, y0, x0 + crop, y0 + crop)), dtype=np.uint8))
+    return np.stack(pool)
+
+
+def batch_from_pool(pool, batch, gen):
+    idx = torch.randint(len(pool), (batch,), generator=gen)
+    x = torch.from_numpy(pool[idx.numpy()]).permute(0, 3, 1, 2).float() / 255.0
+    if torch.rand(1, generator=gen).item() < 0.5:
+        x = x.flip(3)
+    if torch.rand(1, generator=gen).item() < 0.5:
+        x = x.flip(2)
+    return x
+
+
+def temperature(step, anneal_steps, tau_end):
+    return tau_end + (1 - tau_end) * max(0.0, 1 - step / anneal_steps)
+
+
+def rd_loss(model, x, rate, tau):
+    x_hat, y_lik, z_lik = model(x, rate, tau)
+    num_pixels = x.shape[2] * x.shape[3]
+    bits = -(torch.log2(y_lik).sum(dim=(1, 2, 3)) + torch.log2(z_lik).sum(dim=(1, 2, 3)))
+    bpp = bits / num_pixels
+    mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))
+    lam = torch.tensor(LAMBDAS, device=x.device)[rate]
+    loss = (lam * 255**2 * mse + bpp).mean()
+    psnr = (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean()
+    return loss, bpp.mean(), psnr
+
+
+def save_state(path, model, opt, step, args):
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                "args": vars(args), "rng": torch.get_rng_state()}, tmp)
+    os.replace(tmp, path)
+
+
+def export_weights(model, path):
+    """Weights only, float16: the committed float checkpoint (lean repository)."""
+    state = {k: v.detach().to(torch.float16) for k, v in model.state_dict().items()}
+    torch.save(state, path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="refcodec train", description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_TRAIN_DIR)
+    ap.add_argument("--run-dir", type=Path, default=Path("runs/train"))
+    ap.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    ap.add_argument("--init", type=Path, help="start from these weights (e.g. models/float.pt)")
+    ap.add_argument("--steps", type=int, default=3000, help="stop at this global step")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--crops-per-image", type=int, default=6)
+    ap.add_argument("--max-images", type=int, default=0, help="use only the first N images (smoke tests)")
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--anneal-steps", type=int, default=20000)
+    ap.add_argument("--tau-end", type=float, default=0.25)
+    ap.add_argument("--checkpoint-every", type=int, default=100)
+    ap.add_argument("--log-every", type=int, default=20)
+    ap.add_argument("--export", type=Path, help="write float16 weights here at the end")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    model = FloatCodec().to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    step = 0
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    last = args.run_dir / "last.pt"
+    if args.resume and last.exists():
+        state = torch.load(last, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        for group in opt.param_groups:
+            group["lr"] = args.lr
+        step = state["step"]
+        print(f"resumed from {last} at step {step}", flush=True)
+    elif args.init:
+        state = torch.load(args.init, map_location=device, weights_only=True)
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+        print(f"initialised from {args.init}", flush=True)
+
+    files = list_images(args.data)
+    if args.max_images:
+        files = files[: args.max_images]
+    t0 = time.time()
+    pool = make_crop_pool(files, args.crop, args.crops_per_image, args.seed + step)
+    print(f"crop pool: {len(pool)} crops of {args.crop}x{args.crop} from {len(files)} images "
+          f"in {time.time() - t0:.1f}s", flush=True)
+    gen = torch.Generator().manual_seed(args.seed * 7919 + step)
+
+    model.train()
+    acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
+    t_last = time.time()
+    while step < args.steps:
+        x = batch_from_pool(pool, args.batch, gen).to(device)
+        rate = torch.randint(NUM_RATES, (args.batch,), generator=gen).to(device)
+        tau = temperature(step, args.anneal_steps, args.tau_end)
+        loss, bpp, psnr = rd_loss(model, x, rate, tau)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        for key, val in (("loss", loss), ("bpp", bpp), ("psnr", psnr)):
+            acc[key] += float(val)
+        acc["n"] += 1
+        if step % args.log_every == 0 or step == args.steps:
+            n = acc["n"]
+            dt = (time.time() - t_last) / n
+            print(f"step {step:6d}  loss {acc['loss']/n:.4f}  bpp {acc['bpp']/n:.4f}  "
+                  f"psnr {acc['psnr']/n:.2f} dB  tau {tau:.3f}  {dt:.2f} s/step", flush=True)
+            acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
+            t_last = time.time()
+        if step % args.checkpoint_every == 0 or step == args.steps:
+            save_state(last, model, opt, step, args)
+            if not math.isfinite(float(loss)):
+                raise SystemExit("error: loss is not finite; stopping")
+    if args.export:
+        export_weights(model, args.export)
+        print(f"exported float16 weights to {args.export}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

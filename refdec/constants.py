@@ -1,0 +1,53 @@
+"""Normative constants of the refdec codec, version 1 (spec clause 4.5 and clause 5).
+
+Every number that the decoding process depends on is defined here once and
+named after the clause that defines it.
+"""
+
+# Clause 7.1: bitstream identification.
+MAGIC = b"RDEC"
+VERSION = 1
+
+# Clause 5.2: limits.
+MAX_WIDTH = 8192
+MAX_HEIGHT = 8192
+MAX_PIXELS = 1 << 25
+
+# Clause 4.5 / 5.1: architecture.
+LATENT_CHANNELS = 128  # C_y
+HYPER_CHANNELS = 64  # C_z
+Y_STRIDE = 16
+Z_STRIDE = 64
+NUM_MIXTURES = 3  # K
+CONTEXT_KERNELS = (3, 5, 7)
+WAVEFRONT_SLOPE = 4  # clause 8.4: wavefront index t = x + 4*y
+NUM_GATHER_LAYERS = 7
+
+# Clause 4.4: activation conventions.
+LEAKY_SHIFT = 3  # LeakyReLU negative slope 2^-3
+ACT16_MAX = (1 << 15) - 1  # largest symmetric clamp bound for 16-bit activations
+CONTEXT_INPUT_MAX = 255  # 9-bit context-model input: Clip3(-255, 255, y_hat)
+ACCUMULATOR_LIMIT = 1 << 31  # clause 4.3: |acc| < 2^31
+
+# Clause 5.3: latent ranges.
+Y_MAX = (1 << 14) - 1
+Z_MAX = (1 << 14) - 1
+
+# Clause 8.5: mixture-parameter fixed-point formats.
+MEAN_FRAC_BITS = 6  # means in units of 2^-6
+LOGIT_ONE = 1 << 8  # linearised softmax: 1.0 == 256
+WEIGHT_BITS = 14  # mixture weights sum to at most 2^14
+NUM_SCALES = 160  # scale index 0..159
+SCALE_MIN = 0.11  # informative: generating formula of the scale tables
+SCALE_STEPS_PER_OCTAVE = 16  # informative
+INV_SCALE_BITS = 12  # INV_SCALE[k] = round(2^12 / sigma_k)
+SCALE_Q_BITS = 8  # SCALE_Q[k] = round(2^8 * sigma_k)
+MEAN_DIFF_MAX = (1 << 15)  # |d| clamp before the multiply by INV_SCALE
+PHI_FRAC_BITS = 8  # Gaussian CDF table step 2^-8
+PHI_RANGE = 8  # table covers t in [-8, 8]
+PROB_BITS = 16  # coding precision: frequencies total 2^16
+WINDOW_TAIL = 6  # coding window covers +-6 sigma around each component mean
+MAX_HALF_WINDOW = 64  # clause 8.6: at most 2*64+1 window symbols + escape
+
+# Clause 9: range coder.
+RC_TOP = 1 << 24

@@ -1,0 +1,116 @@
+"""The decoding process of spec clause 7.1, with model lookup (clause 6.2 checks 6 and 7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .architecture import padded_sizes
+from .bitstream import HEADER_SIZE, Header, parse_header
+from .errors import RateIndexOutOfRange, UnknownModel
+from .hyper import decode_z, hyper_synthesis
+from .latent import Trace, decode_y
+from .model_file import Model, load_model
+from .range_decoder import RangeDecoder
+from .synthesis import DEFAULT_BAND_ROWS, crop, inverse_gain, synthesize
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models"
+
+
+class ModelStore:
+    """Non-normative: the model files a decoder has, found by model id (clause 6.2, check 6).
+
+    Files are hashed when the store is built and parsed (validated) only when a
+    stream asks for them.
+    """
+
+    def __init__(self, paths=()):
+        self._paths: dict[bytes, Path] = {}
+        self._models: dict[bytes, Model] = {}
+        for p in paths:
+            self.add_path(p)
+
+    def add_path(self, path) -> None:
+        path = Path(path)
+        files = sorted(path.glob("*.npz")) if path.is_dir() else [path]
+        from .model_file import model_id_of
+
+        for f in files:
+            self._paths.setdefault(model_id_of(f.read_bytes()), f)
+
+    def add(self, model: Model) -> None:
+        self._models[model.model_id] = model
+
+    def get(self, model_id: bytes) -> Model:
+        if model_id in self._models:
+            return self._models[model_id]
+        if model_id not in self._paths:
+            known = ", ".join(k.hex() for k in sorted(set(self._paths) | set(self._models))) or "none"
+            raise UnknownModel(f"no model file with id {model_id.hex()} (known: {known})", offset=11)
+        model = load_model(self._paths[model_id])
+        self._models[model_id] = model
+        return model
+
+    @classmethod
+    def default(cls) -> "ModelStore":
+        return cls([DEFAULT_MODEL_DIR] if DEFAULT_MODEL_DIR.is_dir() else [])
+
+
+@dataclass
+class Decoded:
+    header: Header
+    image: np.ndarray  # uint8 (3, H, W)
+    stages: dict = field(default_factory=dict)  # clause 11.3 name -> int array (C, H, W) order
+
+
+def decode(stream: bytes, models: ModelStore | Model, *, trace: bool = False,
+           band_rows: int = DEFAULT_BAND_ROWS) -> Decoded:
+    """Clause 7.1: decode a bitstream to 8-bit RGB samples (3, H, W).
+
+    With trace=True, every stage tensor of clause 11.3 is returned as well.
+    """
+    header = parse_header(stream)
+    if isinstance(models, Model):
+        store = ModelStore()
+        store.add(models)
+        models = store
+    model = models.get(header.model_id)
+    if header.rate_index >= model.num_rates:
+        raise RateIndexOutOfRange(f"rate index {header.rate_index}, the model has {model.num_rates} rate points",
+                                  offset=10)
+    hz, wz, hy, wy = padded_sizes(header.width, header.height)
+    stages: dict = {}
+
+    z_payload = stream[HEADER_SIZE: HEADER_SIZE + header.z_length]
+    z_decoder = RangeDecoder(z_payload, base=header.z_offset)
+    z_hat = decode_z(z_decoder, model, hz, wz)
+    z_decoder.finish()
+
+    hyper_trace = {} if trace else None
+    hyper = hyper_synthesis(model, z_hat, hyper_trace)
+
+    y_payload = stream[header.y_offset: header.y_offset + header.y_length]
+    y_decoder = RangeDecoder(y_payload, base=header.y_offset)
+    latent_trace = Trace(model, hy, wy) if trace else None
+    y_hat = decode_y(y_decoder, model, hyper, latent_trace)
+    y_decoder.finish()
+
+    s0 = inverse_gain(model, y_hat, header.rate_index)
+    synthesis_trace = {} if trace else None
+    full = synthesize(model, s0, band_rows, synthesis_trace)
+    image = crop(full, header.width, header.height)
+
+    if trace:
+        stages["z_hat"] = z_hat
+        for name, t in hyper_trace.items():
+            stages[name] = t.transpose(2, 0, 1)
+        stages.update(latent_trace.stages())
+        stages["y_hat"] = y_hat
+        stages["synthesis_input"] = s0
+        for name, t in synthesis_trace.items():
+            stages[name] = t.transpose(2, 0, 1)
+        stages["image"] = image
+        stages = {k: np.ascontiguousarray(v).astype(np.int32) for k, v in stages.items()}
+    return Decoded(header, image, stages)

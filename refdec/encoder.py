@@ -1,0 +1,150 @@
+"""Informative: the latent-domain encoder (spec annex A.1). Not part of the decoding process.
+
+encode_latents() writes a conformant bitstream for given integer latents z_hat,
+y_hat, a model and a rate index. It computes the entropy parameters with whole-
+tensor masked convolutions (every position at once, from the known y_hat), a
+different route from the decoder's wavefront batches, so a round trip checks
+the decoder's coding order against a direct forward pass.
+
+forward_integer() is the direct integer forward pass: the stage tensors of
+clause 11.3 computed layer by layer over whole tensors, without wavefronts or
+bands.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import constants as K
+from .architecture import CONTEXT, GATHER, padded_sizes
+from .bitstream import Header, write_header
+from .entropy import coding_windows, cumulative_frequencies, mixture_parameters
+from .hyper import hyper_synthesis
+from .latent import wavefronts
+from .layers import activate, conv, weight_matrix
+from .model_file import Model
+from .range_encoder import RangeEncoder
+from .synthesis import crop, inverse_gain, synthesize
+
+
+class EncodeError(ValueError):
+    """The latents cannot be coded (a value beyond Y_MAX/Z_MAX or shapes that do not match)."""
+
+
+def entropy_parameters(model: Model, y_hat: np.ndarray, hyper: np.ndarray, stages=None) -> np.ndarray:
+    """Gather output P for every latent position at once: (Hy, Wy, 3*K*C_y)."""
+    q = np.clip(y_hat, -K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX).transpose(1, 2, 0).astype(np.float64)
+    contexts = [conv(model, model.layers[spec.name], q) for spec in CONTEXT]
+    g = np.concatenate([hyper] + contexts, axis=2)
+    hy, wy, _ = g.shape
+    if stages is not None:
+        for spec, ctx in zip(CONTEXT, contexts):
+            stages[spec.name] = ctx
+    g = g.reshape(hy * wy, -1)
+    for spec in GATHER:
+        layer = model.layers[spec.name]
+        g = activate(g @ weight_matrix(model, layer) + layer.bias, layer)
+        if stages is not None:
+            stages[spec.name] = g.reshape(hy, wy, -1)
+    return g.reshape(hy, wy, -1)
+
+
+def _encode_value(enc: RangeEncoder, cdf, n_w: int, lo: int, hi: int, value: int, limit: int) -> None:
+    if abs(value) > limit:
+        raise EncodeError(f"latent value {value} beyond +-{limit}")
+    if lo <= value <= hi:
+        enc.encode_symbol(cdf, n_w + 1, value - lo)
+        return
+    enc.encode_symbol(cdf, n_w + 1, n_w)  # escape
+    side = int(value > hi)
+    m = value - hi - 1 if side else lo - 1 - value
+    enc.write_bit(side)
+    v = m + 1
+    k = v.bit_length() - 1
+    if k > 14:
+        raise EncodeError(f"latent value {value} needs an escape prefix of {k} > 14")
+    for _ in range(k):
+        enc.write_bit(1)
+    enc.write_bit(0)
+    for b in range(k - 1, -1, -1):
+        enc.write_bit((v >> b) & 1)
+
+
+def encode_z(model: Model, z_hat: np.ndarray) -> bytes:
+    enc = RangeEncoder()
+    for c in range(model.hyper_channels):
+        n_w, lo = int(model.z_count[c]), int(model.z_lo[c])
+        cdf = model.z_cdf[c, : n_w + 1].tolist()
+        for value in z_hat[c].ravel().tolist():
+            _encode_value(enc, cdf, n_w, lo, lo + n_w - 1, value, K.Z_MAX)
+    return enc.finish()
+
+
+def encode_y(model: Model, y_hat: np.ndarray, params: np.ndarray) -> bytes:
+    enc = RangeEncoder()
+    cy = model.latent_channels
+    hy, wy = y_hat.shape[1:]
+    for ys, xs in wavefronts(hy, wy):
+        mix = mixture_parameters(params[ys, xs], cy)
+        lo, hi = coding_windows(mix)
+        cdf = cumulative_frequencies(mix, lo, hi).tolist()
+        values = y_hat[:, ys, xs].T.ravel().tolist()
+        for e, value in enumerate(values):
+            lo_e, hi_e = int(lo[e]), int(hi[e])
+            _encode_value(enc, cdf[e], hi_e - lo_e + 1, lo_e, hi_e, value, K.Y_MAX)
+    return enc.finish()
+
+
+def check_latent_shapes(model: Model, z_hat, y_hat, width, height):
+    hz, wz, hy, wy = padded_sizes(width, height)
+    if z_hat.shape != (model.hyper_channels, hz, wz):
+        raise EncodeError(f"z_hat has shape {z_hat.shape}, expected {(model.hyper_channels, hz, wz)}")
+    if y_hat.shape != (model.latent_channels, hy, wy):
+        raise EncodeError(f"y_hat has shape {y_hat.shape}, expected {(model.latent_channels, hy, wy)}")
+
+
+def encode_latents(model: Model, z_hat: np.ndarray, y_hat: np.ndarray, rate_index: int,
+                   width: int, height: int) -> bytes:
+    """A bitstream (clause 6.1) carrying z_hat (C_z, Hz, Wz) and y_hat (C_y, Hy, Wy)."""
+    z_hat = np.asarray(z_hat, dtype=np.int64)
+    y_hat = np.asarray(y_hat, dtype=np.int64)
+    check_latent_shapes(model, z_hat, y_hat, width, height)
+    if not 0 <= rate_index < model.num_rates:
+        raise EncodeError(f"rate index {rate_index} not below {model.num_rates}")
+    z_payload = encode_z(model, z_hat)
+    hyper = hyper_synthesis(model, z_hat)
+    y_payload = encode_y(model, y_hat, entropy_parameters(model, y_hat, hyper))
+    header = Header(K.VERSION, 0, width, height, rate_index, model.model_id, len(z_payload), len(y_payload))
+    return write_header(header) + z_payload + y_payload
+
+
+def forward_integer(model: Model, z_hat: np.ndarray, y_hat: np.ndarray, rate_index: int,
+                    width: int, height: int) -> dict:
+    """The stage tensors of clause 11.3 by whole-tensor computation (no wavefronts, one band)."""
+    z_hat = np.asarray(z_hat, dtype=np.int64)
+    y_hat = np.asarray(y_hat, dtype=np.int64)
+    stages: dict = {"z_hat": z_hat}
+    hyper_stages: dict = {}
+    hyper = hyper_synthesis(model, z_hat, hyper_stages)
+    stages.update(hyper_stages)
+    params = entropy_parameters(model, y_hat, hyper, stages)
+    hy, wy = y_hat.shape[1:]
+    mix = mixture_parameters(params.reshape(hy * wy, -1), model.latent_channels)
+    lo, hi = coding_windows(mix)
+    nk, cy = K.NUM_MIXTURES, model.latent_channels
+    for name, arr in (("mixture.weights", mix.weights), ("mixture.means", mix.means),
+                      ("mixture.scale_index", mix.scale_index)):
+        stages[name] = arr.reshape(hy, wy, cy, nk).transpose(3, 2, 0, 1)
+    stages["window.lo"] = lo.reshape(hy, wy, cy).transpose(2, 0, 1)
+    stages["window.hi"] = hi.reshape(hy, wy, cy).transpose(2, 0, 1)
+    stages["y_hat"] = y_hat
+    s0 = inverse_gain(model, y_hat, rate_index)
+    stages["synthesis_input"] = s0
+    synth: dict = {}
+    full = synthesize(model, s0, trace=synth)
+    stages.update(synth)
+    stages["image"] = crop(full, width, height)
+    for name, value in list(stages.items()):
+        if value.ndim == 3 and name not in ("z_hat", "y_hat", "synthesis_input", "image", "window.lo", "window.hi"):
+            stages[name] = value.transpose(2, 0, 1)
+    return {k: np.ascontiguousarray(v).astype(np.int32) for k, v in stages.items()}
