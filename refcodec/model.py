@@ -219,7 +219,7 @@ class FloatCodec(nn.Module):
         return [F.leaky_relu(conv(ctx_in), LEAKY_SLOPE) for conv in self.context]
 
     def entropy_parameters(self, y_hat, z_hat):
-        hyper = self.hyper_synthesis(z_hat)
+        hyper = self.hyper_synthesis(torch.clamp(z_hat, -K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX))
         return self.gather(torch.cat([hyper] + self.context_features(y_hat), dim=1))
 
     def decode_pixels(self, y_hat, rate):

@@ -163,7 +163,7 @@ def main(argv=None):
         opt.step()
         step += 1
         for key, val in (("loss", loss), ("bpp", bpp), ("psnr", psnr)):
-            acc[key] += float(val)
+            acc[key] += val.item()
         acc["n"] += 1
         if step % args.log_every == 0 or step == args.steps:
             n = acc["n"]
@@ -174,7 +174,7 @@ def main(argv=None):
             t_last = time.time()
         if step % args.checkpoint_every == 0 or step == args.steps:
             save_state(last, model, opt, step, args)
-            if not math.isfinite(float(loss)):
+            if not math.isfinite(loss.item()):
                 raise SystemExit("error: loss is not finite; stopping")
     if args.export:
         export_weights(model, args.export)

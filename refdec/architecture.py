@@ -19,6 +19,7 @@ class LayerSpec:
 
 
 def _net(network, rows):
+    """Clause 5.1: the rows (kernel, D2S, LeakyReLU) of one network's table as LayerSpecs."""
     return [LayerSpec(f"{network}.{i}", network, k, d2s, leaky) for i, (k, d2s, leaky) in enumerate(rows)]
 
 

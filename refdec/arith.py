@@ -4,7 +4,8 @@ Scalar forms take Python ints. Array forms take NumPy int64 arrays, or float64
 arrays that hold integers of magnitude below 2^53 (the accumulators of
 clause 4.5, which clause 9.5 bounds by 2^31), for which every operation here
 is exact: additions of such integers, multiplication and division by powers
-of two and floor are all exact in binary64.
+of two and floor are all exact in binary64. Both types are wider than the
+32 bits that clause 4.1 bounds every decoder variable by, which it allows.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ assert _LAYOUT.size == HEADER_SIZE
 
 @dataclass(frozen=True)
 class Header:
+    """The fields of the clause 6.1 header (the magic is checked, not kept)."""
+
     version: int
     flags: int
     width: int

@@ -60,6 +60,8 @@ class ModelStore:
 
 @dataclass
 class Decoded:
+    """Non-normative: what decode() returns: the header, the clause 7.13 image and the clause 11.3 stages."""
+
     header: Header
     image: np.ndarray  # uint8 (3, H, W)
     stages: dict = field(default_factory=dict)  # clause 11.3 name -> int array (C, H, W) order
@@ -69,7 +71,8 @@ def decode(stream: bytes, models: ModelStore | Model, *, trace: bool = False,
            band_rows: int = DEFAULT_BAND_ROWS) -> Decoded:
     """Clause 7.1: decode a bitstream to 8-bit RGB samples (3, H, W).
 
-    With trace=True, every stage tensor of clause 11.3 is returned as well.
+    With trace=True, every stage tensor of clause 11.3 is returned as well, as int32 arrays
+    in the shapes of clause 11.3 (the element type of the canonical layout of clause 11.4).
     """
     header = parse_header(stream)
     if isinstance(models, Model):
@@ -83,6 +86,7 @@ def decode(stream: bytes, models: ModelStore | Model, *, trace: bool = False,
     hz, wz, hy, wy = padded_sizes(header.width, header.height)
     stages: dict = {}
 
+    # Clause 7.2: each payload has its own range decoder, initialised on that payload's bytes.
     z_payload = stream[HEADER_SIZE: HEADER_SIZE + header.z_length]
     z_decoder = RangeDecoder(z_payload, base=header.z_offset)
     z_hat = decode_z(z_decoder, model, hz, wz)

@@ -49,7 +49,8 @@ def entropy_parameters(model: Model, y_hat: np.ndarray, hyper: np.ndarray, stage
     return g.reshape(hy, wy, -1)
 
 
-def _encode_value(enc: RangeEncoder, cdf, n_w: int, lo: int, hi: int, value: int, limit: int) -> None:
+def encode_value(enc: RangeEncoder, cdf, n_w: int, lo: int, hi: int, value: int, limit: int) -> None:
+    """Informative: the inverse of clause 7.10 DecodeValue (window symbol, or escape + Exp-Golomb)."""
     if abs(value) > limit:
         raise EncodeError(f"latent value {value} beyond +-{limit}")
     if lo <= value <= hi:
@@ -76,7 +77,7 @@ def encode_z(model: Model, z_hat: np.ndarray) -> bytes:
         n_w, lo = int(model.z_count[c]), int(model.z_lo[c])
         cdf = model.z_cdf[c, : n_w + 1].tolist()
         for value in z_hat[c].ravel().tolist():
-            _encode_value(enc, cdf, n_w, lo, lo + n_w - 1, value, K.Z_MAX)
+            encode_value(enc, cdf, n_w, lo, lo + n_w - 1, value, K.Z_MAX)
     return enc.finish()
 
 
@@ -91,7 +92,7 @@ def encode_y(model: Model, y_hat: np.ndarray, params: np.ndarray) -> bytes:
         values = y_hat[:, ys, xs].T.ravel().tolist()
         for e, value in enumerate(values):
             lo_e, hi_e = int(lo[e]), int(hi[e])
-            _encode_value(enc, cdf[e], hi_e - lo_e + 1, lo_e, hi_e, value, K.Y_MAX)
+            encode_value(enc, cdf[e], hi_e - lo_e + 1, lo_e, hi_e, value, K.Y_MAX)
     return enc.finish()
 
 

@@ -4,7 +4,8 @@ Tensors are channels-last float64 arrays (rows, columns, channels) holding
 integers. A convolution is an im2col matrix product in float64, which is exact:
 every product W*x and every partial sum, in whatever order BLAS adds them, is
 an integer bounded by the clause 9.5 bound sum|W|*in_max + |b| < 2^31 < 2^53,
-and binary64 represents all such integers exactly. load-time validation
+and binary64 represents all such integers exactly (clause 11.1 allows
+floating-point types on exactly this condition). load-time validation
 (model_file.check_accumulator_bound) proves the bound for every model that
 reaches this code.
 """
@@ -20,7 +21,7 @@ IM2COL_BYTES = 48 << 20  # informative: memory per im2col chunk
 
 
 def weight_matrix(model: Model, layer: Layer) -> np.ndarray:
-    """W[o][i][ky][kx] as a (k*k*I, O) float64 matrix, rows ordered (ky, kx, i). Cached."""
+    """Clause 4.5 weights W[o][i][ky][kx] as a (k*k*I, O) float64 matrix, rows ordered (ky, kx, i). Cached."""
     key = ("matrix", layer.name)
     if key not in model.cache:
         w = layer.weight.astype(np.float64)

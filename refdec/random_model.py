@@ -87,15 +87,16 @@ def random_model(seed: int = 0, channels=None, profile: str = "W16A16", num_rate
         # Typical |acc| ~ fan * typical|x| / sqrt(taps): shift it to about a quarter of the clip.
         typical = fan * (in_max[spec.name] / 8) / np.sqrt(max(1, cin * k * k))
         target = 255 if spec.name == SYNTHESIS[-1].name else act_clip / 4
-        shift = np.clip(np.round(np.log2(np.maximum(typical, 1) / target)), 0, 31).astype(np.int64)
+        shift = np.clip(np.round(np.log2(np.maximum(typical, 1) / target)), 0, K.MAX_SHIFT).astype(np.int64)
         if spec.name == GATHER[-1].name:
             # Mixture parameters: logits, means around zero, scale indices in range.
             third = cout // 3
             bias[:third] = rng.integers(-300, 300, size=third)
             bias[third:2 * third] = rng.integers(-int(mean_spread), int(mean_spread) + 1, size=third) << 6
             bias[2 * third:] = (scale_offset + rng.integers(-600, 600, size=cout - 2 * third)) << 4
-            shift[:] = np.clip(shift + 3, 0, 31)
+            shift[:] = np.clip(shift + 3, 0, K.MAX_SHIFT)
         if spec.name == SYNTHESIS[-1].name:
+            # Output around mid-grey; the clip below keeps |b| <= 2^29 for large shifts.
             bias[:] = 128 << int(shift.max())
             shift[:] = int(shift.max())
         bias = np.clip(bias, -(1 << 29), 1 << 29)

@@ -15,6 +15,7 @@ TABLE_DIGESTS = {
 
 
 def _load(name: str) -> np.ndarray:
+    """Clause 10: read one table file and check it against its normative SHA-256 digest."""
     data = resources.files("refdec").joinpath("tables", name).read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != TABLE_DIGESTS[name]:

@@ -1,0 +1,85 @@
+"""`refcodec`: the PyTorch implementation's command-line tool.
+
+    refcodec encode IN.png -o OUT.rdc --model MODEL.npz [--checkpoint FLOAT.pt] [--rate R]
+    refcodec decode IN.rdc -o OUT.png [--model MODEL.npz] [--device cuda]
+    refcodec train ...        (python -m refcodec.train)
+    refcodec integerise ...   (python -m refcodec.integerise)
+    refcodec evaluate ...     (python -m refcodec.evaluate)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "float.pt"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "refdec" / "models" / "refdec-test-w16a16.npz"
+
+
+def _encode(args) -> int:
+    from refdec.model_file import load_model
+
+    from .codec import encode_image, load_rgb
+    from .model import load_float_model
+
+    float_model = load_float_model(args.checkpoint).eval()
+    model = load_model(args.model)
+    t0 = time.time()
+    enc = encode_image(float_model, model, load_rgb(args.input), args.rate, args.device)
+    args.output.write_bytes(enc.stream)
+    print(f"{args.input} -> {args.output}: {len(enc.stream)} bytes, {enc.bits_per_pixel:.4f} bpp, "
+          f"rate {args.rate}, {time.time() - t0:.1f}s", file=sys.stderr)
+    return 0
+
+
+def _decode(args) -> int:
+    from PIL import Image
+
+    from refdec.model_file import load_model
+
+    from .codec import decode_torch
+
+    image = decode_torch(args.input.read_bytes(), load_model(args.model), args.device)
+    Image.fromarray(image.transpose(1, 2, 0)).save(args.output, format="PNG")
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough = {"train": "train", "integerise": "integerise", "evaluate": "evaluate"}
+    if argv and argv[0] in passthrough:
+        import importlib
+
+        return importlib.import_module(f"refcodec.{passthrough[argv[0]]}").main(argv[1:])
+    ap = argparse.ArgumentParser(prog="refcodec", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("encode", help="encode a PNG to a refdec bitstream")
+    e.add_argument("input", type=Path)
+    e.add_argument("-o", "--output", type=Path, required=True)
+    e.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    e.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    e.add_argument("--rate", type=int, default=2)
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(run=_encode)
+    d = sub.add_parser("decode", help="decode with the torch integer decoder")
+    d.add_argument("input", type=Path)
+    d.add_argument("-o", "--output", type=Path, required=True)
+    d.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    d.add_argument("--device", default="cpu")
+    d.set_defaults(run=_decode)
+    for name in passthrough:
+        sub.add_parser(name, help=f"see python -m refcodec.{name} --help")
+    args = ap.parse_args(argv)
+    from refdec.errors import RefdecError
+
+    try:
+        return args.run(args)
+    except (RefdecError, OSError, ValueError) as exc:
+        print(f"refcodec: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The image encoder and the torch decoder (spec annex A.1; informative).
+
+encode: PNG -> edge-replication padding to a multiple of 64 -> float analysis ->
+gain of the rate point -> y_hat, z_hat (rounded) -> integer entropy model computed
+in torch (refcodec.int_decoder, independent of refdec's decoding code) -> range
+coding (refdec's informative range encoder and header writer, which the issue
+allows us to reuse) -> bitstream of spec clause 6.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from refdec import constants as K
+from refdec.bitstream import Header, write_header
+from refdec.encoder import encode_value, encode_z
+from refdec.latent import wavefronts
+from refdec.model_file import Model
+from refdec.range_encoder import RangeEncoder
+
+from . import int_decoder
+from .model import FloatCodec
+
+
+def load_rgb(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def pad_to_64(img: np.ndarray) -> np.ndarray:
+    """Edge replication to the padded size of spec clause 5.4."""
+    h, w, _ = img.shape
+    ph, pw = (-h) % 64, (-w) % 64
+    return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="edge")
+
+
+@torch.no_grad()
+def analyse(float_model: FloatCodec, img: np.ndarray, rate: int):
+    """(z_hat, y_hat) int64 numpy, channels-first, for an (H, W, 3) uint8 image."""
+    x = torch.from_numpy(pad_to_64(img)).permute(2, 0, 1)[None].float() / 255.0
+    r = torch.tensor([rate])
+    y = float_model.analysis(x) * float_model.gain(r)
+    z = float_model.hyper_analysis(y)
+    y_hat = torch.clamp(torch.round(y), -K.Y_MAX, K.Y_MAX)[0].long().numpy()
+    z_hat = torch.clamp(torch.round(z), -K.Z_MAX, K.Z_MAX)[0].long().numpy()
+    return z_hat, y_hat
+
+
+def encode_y(model: Model, y_hat: np.ndarray, z_hat: np.ndarray, device="cpu") -> bytes:
+    """The y payload, with windows and cumulative frequencies from the torch integer model."""
+    cdf, lo, hi = int_decoder.cumulative_tables(model, y_hat, z_hat, device)
+    enc = RangeEncoder()
+    _, hy, wy = y_hat.shape
+    for ys, xs in wavefronts(hy, wy):
+        # Elements of the wavefront in symbol order: position-major, channel-minor (clause 7.5).
+        tables = cdf[:, ys, xs].transpose(1, 0, 2).reshape(-1, cdf.shape[-1]).tolist()
+        los = lo[:, ys, xs].T.ravel().tolist()
+        his = hi[:, ys, xs].T.ravel().tolist()
+        values = y_hat[:, ys, xs].T.ravel().tolist()
+        for table, lo_e, hi_e, value in zip(tables, los, his, values):
+            encode_value(enc, table, hi_e - lo_e + 1, lo_e, hi_e, value, K.Y_MAX)
+    return enc.finish()
+
+
+@dataclass
+class Encoded:
+    stream: bytes
+    z_hat: np.ndarray
+    y_hat: np.ndarray
+    width: int
+    height: int
+    rate: int
+
+    @property
+    def bits_per_pixel(self) -> float:
+        return 8 * len(self.stream) / (self.width * self.height)
+
+
+def encode_image(float_model: FloatCodec, model: Model, img: np.ndarray, rate: int, device="cpu") -> Encoded:
+    h, w, _ = img.shape
+    z_hat, y_hat = analyse(float_model, img, rate)
+    z_payload = encode_z(model, z_hat)
+    y_payload = encode_y(model, y_hat, z_hat, device)
+    header = Header(K.VERSION, 0, w, h, rate, model.model_id, len(z_payload), len(y_payload))
+    return Encoded(write_header(header) + z_payload + y_payload, z_hat, y_hat, w, h, rate)
+
+
+def encoder_reconstruction(model: Model, enc: Encoded, device="cpu") -> np.ndarray:
+    """The encoder's own reconstruction: the integer synthesis of its latents (torch)."""
+    stages = int_decoder.forward_stages(model, enc.z_hat, enc.y_hat, enc.rate, enc.width, enc.height, device)
+    return stages["image"].astype(np.uint8)
+
+
+def decode_torch(stream: bytes, model: Model, device="cpu") -> np.ndarray:
+    image, _ = int_decoder.decode(stream, model, device)
+    return image
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)

@@ -1,0 +1,212 @@
+"""Kodak evaluation: RD points, BD-rates, cross-decoder equality, RD plot (informative).
+
+For every image and rate point: the float model (rate = ideal code length under
+the float entropy model, distortion of the float synthesis rounded to 8 bits),
+and for each integer profile the real bitstream (size in bytes) decoded by
+refdec; the encoder's own reconstruction and (with --torch-check) the torch
+decoder must give identical samples, which is counted and reported. Anchors:
+JPEG 4:2:0 and 4:4:4, WebP and AVIF through Pillow, at quality sweeps.
+
+Results are cached per item in OUT/cache.json, so an interrupted run resumes.
+
+    python -m refcodec.evaluate --checkpoint models/float.pt \
+        --model refdec/models/refdec-test-w16a16.npz --model refdec/models/refdec-test-w8a16.npz --out results/
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from refdec.decoder import decode
+from refdec.model_file import load_model
+
+from .bdrate import bd_rate
+from .codec import analyse, decode_torch, encode_image, encoder_reconstruction, load_rgb, psnr
+from .model import FloatCodec, load_float_model, mixture_likelihood
+from .train import LAMBDAS
+
+DEFAULT_KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
+ANCHORS = {
+    "JPEG 4:2:0": ("JPEG", {"subsampling": 2}, [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]),
+    "JPEG 4:4:4": ("JPEG", {"subsampling": 0}, [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]),
+    "WebP": ("WEBP", {"method": 6}, [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]),
+    "AVIF 4:4:4 speed 4": ("AVIF", {"speed": 4, "subsampling": "4:4:4"}, [10, 20, 30, 40, 50, 60, 70, 80, 90]),
+}
+
+
+@torch.no_grad()
+def float_point(model: FloatCodec, img: np.ndarray, rate: int):
+    """(bpp, psnr) of the float model: ideal code length of the rounded latents, 8-bit output."""
+    z_hat, y_hat = analyse(model, img, rate)
+    y = torch.from_numpy(y_hat)[None].float()
+    z = torch.from_numpy(z_hat)[None].float()
+    params = model.entropy_parameters(y, z)
+    bits = -torch.log2(mixture_likelihood(y, params).clamp_min(1e-12)).sum()
+    bits += -torch.log2(model.z_density.likelihood(z).clamp_min(1e-12)).sum()
+    x_hat = model.decode_pixels(y, torch.tensor([rate]))[0]
+    h, w, _ = img.shape
+    rec = torch.clamp(torch.round(x_hat), 0, 255)[:, :h, :w].permute(1, 2, 0).numpy()
+    return float(bits) / (h * w), psnr(rec, img)
+
+
+def anchor_point(img: np.ndarray, fmt: str, options: dict, quality: int):
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format=fmt, quality=quality, **options)
+    data = buf.getvalue()
+    with Image.open(io.BytesIO(data)) as im:
+        rec = np.asarray(im.convert("RGB"))
+    return 8 * len(data) / (img.shape[0] * img.shape[1]), psnr(rec, img)
+
+
+def mean_curve(points):
+    """Average bpp and PSNR over images for each setting (the usual Kodak convention)."""
+    by_setting = {}
+    for p in points:
+        by_setting.setdefault(p["setting"], []).append(p)
+    curve = []
+    for setting, ps in sorted(by_setting.items()):
+        curve.append({"setting": setting, "bpp": float(np.mean([p["bpp"] for p in ps])),
+                      "psnr": float(np.mean([p["psnr"] for p in ps])), "n": len(ps)})
+    return sorted(curve, key=lambda c: c["bpp"])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="refcodec evaluate", description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", type=Path, required=True)
+    ap.add_argument("--model", type=Path, action="append", default=[], help="integer model file(s)")
+    ap.add_argument("--kodak", type=Path, default=DEFAULT_KODAK)
+    ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--rates", default="0,1,2,3,4,5")
+    ap.add_argument("--torch-check", choices=["all", "first", "none"], default="first",
+                    help="decode with the torch decoder too: every stream, the first image's, or none")
+    ap.add_argument("--out", type=Path, default=Path("results"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache_path = args.out / "cache.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+
+    def cached(key, fn):
+        if key not in cache:
+            cache[key] = fn()
+            cache_path.write_text(json.dumps(cache, indent=0, sort_keys=True))
+        return cache[key]
+
+    float_model = load_float_model(args.checkpoint).eval()
+    int_models = [load_model(p) for p in args.model]
+    files = sorted(args.kodak.glob("kodim*.png"))[: args.images]
+    rates = [int(r) for r in args.rates.split(",")]
+    t0 = time.time()
+    for i, path in enumerate(files):
+        img = load_rgb(path)
+        for r in rates:
+            cached(f"float|{path.name}|{r}", lambda: dict(zip(("bpp", "psnr"), float_point(float_model, img, r))))
+            for m in int_models:
+                prof = m.header["profile"]
+
+                def run():
+                    enc = encode_image(float_model, m, img, r)
+                    dec = decode(enc.stream, m).image
+                    rec = encoder_reconstruction(m, enc)
+                    item = {"bpp": enc.bits_per_pixel, "psnr": psnr(dec.transpose(1, 2, 0), img),
+                            "encoder_equal": bool(np.array_equal(rec, dec))}
+                    if args.torch_check == "all" or (args.torch_check == "first" and i == 0):
+                        item["torch_equal"] = bool(np.array_equal(decode_torch(enc.stream, m), dec))
+                    return item
+
+                cached(f"{prof}|{path.name}|{r}", run)
+        for name, (fmt, opts, qualities) in ANCHORS.items():
+            for q in qualities:
+                cached(f"{name}|{path.name}|{q}", lambda: dict(zip(("bpp", "psnr"), anchor_point(img, fmt, opts, q))))
+        print(f"[{i + 1}/{len(files)}] {path.name}  {time.time() - t0:.0f}s", flush=True)
+
+    write_report(cache, files, rates, int_models, args)
+    return 0
+
+
+def collect(cache, label, files, settings):
+    pts = []
+    for f in files:
+        for s in settings:
+            item = cache.get(f"{label}|{f.name}|{s}")
+            if item:
+                pts.append(dict(item, setting=s, image=f.name))
+    return pts
+
+
+def write_report(cache, files, rates, int_models, args):
+    curves, checks = {}, {}
+    curves["float"] = mean_curve(collect(cache, "float", files, rates))
+    for m in int_models:
+        prof = m.header["profile"]
+        pts = collect(cache, prof, files, rates)
+        curves[prof] = mean_curve(pts)
+        checks[prof] = {"streams": len(pts), "encoder_equal": sum(p["encoder_equal"] for p in pts),
+                        "torch_checked": sum("torch_equal" in p for p in pts),
+                        "torch_equal": sum(bool(p.get("torch_equal")) for p in pts)}
+    for name, (_, _, qualities) in ANCHORS.items():
+        curves[name] = mean_curve(collect(cache, name, files, qualities))
+
+    def bd(test, anchor):
+        a, t = curves[anchor], curves[test]
+        return bd_rate([c["bpp"] for c in a], [c["psnr"] for c in a], [c["bpp"] for c in t], [c["psnr"] for c in t])
+
+    bds = {}
+    for m in int_models:
+        bds[f"{m.header['profile']} vs float"] = bd(m.header["profile"], "float")
+    for name in ["float"] + [m.header["profile"] for m in int_models] + list(ANCHORS)[1:]:
+        bds[f"{name} vs JPEG 4:2:0"] = bd(name, "JPEG 4:2:0")
+    summary = {"images": [f.name for f in files], "rates": rates, "lambdas": LAMBDAS, "curves": curves,
+               "bd_rate_percent": bds, "decoder_agreement": checks, "checkpoint": str(args.checkpoint)}
+    (args.out / "kodak.json").write_text(json.dumps(summary, indent=1))
+    plot(curves, args.out / "rd_kodak.png")
+    lines = ["# Kodak results", "", f"{len(files)} images, checkpoint `{args.checkpoint}`. "
+             "Generated by `python -m refcodec.evaluate`; numbers in `kodak.json`.", "",
+             "## BD-rate (negative: fewer bits at equal RGB PSNR)", "", "| comparison | BD-rate |", "|---|---|"]
+    lines += [f"| {k} | {v:+.2f}% |" if not math.isnan(v) else f"| {k} | n/a (curves do not overlap) |"
+              for k, v in bds.items()]
+    lines += ["", "## Rate points (mean over images)", "", "| codec | setting | bpp | RGB PSNR (dB) |", "|---|---|---|---|"]
+    for name, curve in curves.items():
+        lines += [f"| {name} | {c['setting']} | {c['bpp']:.4f} | {c['psnr']:.2f} |" for c in curve]
+    lines += ["", "## Decoder agreement", "", "| profile | streams | encoder reconstruction identical | "
+              "torch decoder checked | torch identical |", "|---|---|---|---|---|"]
+    lines += [f"| {p} | {c['streams']} | {c['encoder_equal']} | {c['torch_checked']} | {c['torch_equal']} |"
+              for p, c in checks.items()]
+    lines += ["", "![RD curves](rd_kodak.png)", ""]
+    (args.out / "README.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def plot(curves, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    for name, curve in curves.items():
+        if curve:
+            ax.plot([c["bpp"] for c in curve], [c["psnr"] for c in curve], marker="o", ms=3, label=name)
+    ax.set_xlabel("bits per pixel")
+    ax.set_ylabel("RGB PSNR (dB)")
+    ax.set_xlim(0, 1.6)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("Kodak, mean over images")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,409 @@
+"""Post-training integerisation of the float model into a refdec model file (spec clause 9).
+
+No retraining. For every decoder-side layer:
+
+* activations: a per-layer exponent f (an activation a stands for a * 2^-f) and a
+  symmetric clip A = 2^bits - 1, chosen on calibration images from the training
+  set (never Kodak). For each layer a bit width is searched greedily, layer by
+  layer, with the integer model in the loop: for the entropy networks (hyper
+  synthesis, context, gather) the objective is the bit rate of the calibration
+  latents under the integer entropy model; for the synthesis it is the
+  rate-distortion loss, which with fixed latents is the MSE of the integer
+  reconstruction (RDO-PTQ).
+* weights: per output channel the largest power-of-two exponent f_w for which
+  the weights fit the profile's bit width and the accumulator bound of clause
+  9.5 holds for inputs up to the previous layer's clip (Koyuncu et al., eq.
+  16-17); int32 bias b * 2^(f_w + f_in); shift s = f_w + f_in - f_out.
+* fixed formats: gather.6 outputs logits with f = 8, means with f = 6, scale
+  indices with f = 4 (clause 7.8); synthesis.6 outputs samples (the factor 255
+  is folded into its weights) with f = 0 and clip [0, 255].
+
+    python -m refcodec.integerise --checkpoint models/float.pt --profile W16A16 \
+        --out refdec/models/refdec-test-w16a16.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from refdec import constants as K
+from refdec.architecture import CONTEXT, GATHER, HYPER_SYNTHESIS, LAYERS, SYNTHESIS
+from refdec.encoder import entropy_parameters
+from refdec.entropy import coding_windows, cumulative_frequencies, mixture_parameters
+from refdec.hyper import hyper_synthesis
+from refdec.model_file import Layer, Model, input_bounds, model_id_of, parse_model, serialize_model
+from refdec.synthesis import inverse_gain, synthesize
+
+from .model import LEAKY_SLOPE, FloatCodec, load_float_model
+from .train import DEFAULT_TRAIN_DIR, list_images
+
+PROFILE_WEIGHT_BITS = {"W16A16": 16, "W8A16": 8}
+OUTPUT_EXPONENTS = {"logits": 8, "means": K.MEAN_FRAC_BITS, "scales": 4}
+BIT_CANDIDATES = (8, 9, 10, 11, 12, 13, 14, 15)
+DEFAULT_BITS = 12
+INV_GAIN_MAX = 1 << 16
+
+
+# ----------------------------------------------------------------------------- float side
+
+def float_layers(model: FloatCodec):
+    """name -> (weight, bias) float64 numpy, masks applied, output layer scaled to 8-bit samples."""
+    out = {}
+    for spec, stage in zip(HYPER_SYNTHESIS, model.hyper_synthesis):
+        out[spec.name] = stage.conv
+    for spec, conv in zip(CONTEXT, model.context):
+        out[spec.name] = conv
+    for spec, stage in zip(GATHER, model.gather):
+        out[spec.name] = stage.conv
+    for spec, stage in zip(SYNTHESIS, model.synthesis):
+        out[spec.name] = stage.conv
+    params = {}
+    for name, conv in out.items():
+        w = conv.weight.detach().double()
+        if hasattr(conv, "mask"):
+            w = w * conv.mask.double()
+        b = conv.bias.detach().double()
+        if name == SYNTHESIS[-1].name:
+            w, b = w * 255.0, b * 255.0
+        params[name] = (w.numpy(), b.numpy())
+    return params
+
+
+def load_calibration(files, crop):
+    images = []
+    for path in files:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            s = min(w, h)
+            size = min(crop, (s // 64) * 64)
+            x0, y0 = (w - size) // 2, (h - size) // 2
+            arr = np.asarray(im.crop((x0, y0, x0 + size, y0 + size)), dtype=np.uint8)
+        images.append(arr)
+    return images
+
+
+@torch.no_grad()
+def calibrate(model: FloatCodec, images, rates):
+    """Float activations' max |value| per layer, and the calibration latents per image and rate."""
+    maxima = {spec.name: 0.0 for spec in LAYERS}
+    maxima["synthesis_input"] = 0.0
+    samples = []
+    for img in images:
+        x = torch.from_numpy(img).permute(2, 0, 1)[None].double() / 255.0
+        for r in rates:
+            rate = torch.tensor([r])
+            y = model.analysis(x) * model.gain(rate)
+            y_hat = torch.clamp(torch.round(y), -K.Y_MAX, K.Y_MAX)
+            z_hat = torch.clamp(torch.round(model.hyper_analysis(y)), -K.Z_MAX, K.Z_MAX)
+            h = torch.clamp(z_hat, -K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX)
+            for spec, stage in zip(HYPER_SYNTHESIS, model.hyper_synthesis):
+                h = stage(h)
+                maxima[spec.name] = max(maxima[spec.name], float(h.abs().max()))
+            q = torch.clamp(y_hat, -K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX)
+            ctx = []
+            for spec, conv in zip(CONTEXT, model.context):
+                c = F.leaky_relu(conv(q), LEAKY_SLOPE)
+                maxima[spec.name] = max(maxima[spec.name], float(c.abs().max()))
+                ctx.append(c)
+            g = torch.cat([h] + ctx, dim=1)
+            for spec, stage in zip(GATHER, model.gather):
+                g = stage(g)
+                maxima[spec.name] = max(maxima[spec.name], float(g.abs().max()))
+            s = y_hat * model.inv_gain(rate)
+            maxima["synthesis_input"] = max(maxima["synthesis_input"], float(s.abs().max()))
+            for spec, stage in zip(SYNTHESIS, model.synthesis):
+                s = stage(s)
+                maxima[spec.name] = max(maxima[spec.name], float(s.abs().max()))
+            samples.append({"image": img.transpose(2, 0, 1).astype(np.int64), "rate": r,
+                            "y_hat": y_hat[0].long().numpy(), "z_hat": z_hat[0].long().numpy()})
+    return maxima, samples
+
+
+# ----------------------------------------------------------------------------- integer side
+
+def exponent_for(max_abs: float, bits: int) -> int:
+    """Largest f with max_abs * 2^f <= 2^bits - 1."""
+    if max_abs <= 0:
+        return 0
+    return int(math.floor(math.log2((2 ** bits - 1) / max_abs)))
+
+
+def quantise_layer(w, b, f_in: int, f_out, in_max: int, wbits: int):
+    """Per-output-channel weight exponents (largest satisfying range and clause 9.5), int bias, shifts."""
+    cout = w.shape[0]
+    wmax = 2 ** (wbits - 1) - 1
+    f_out = np.broadcast_to(np.asarray(f_out, dtype=np.int64), (cout,))
+    wq = np.zeros(w.shape, dtype=np.int64)
+    bq = np.zeros(cout, dtype=np.int64)
+    shift = np.zeros(cout, dtype=np.int64)
+    flat = w.reshape(cout, -1)
+    for o in range(cout):
+        peak = np.abs(flat[o]).max()
+        f = 40 if peak == 0 else int(math.floor(math.log2(wmax / peak)))
+        f = min(f, K.MAX_SHIFT + int(f_out[o]) - f_in)  # shift <= 27 (clause 9.4)
+        while True:
+            q = np.round(flat[o] * 2.0 ** f)
+            bias = round(float(b[o]) * 2.0 ** (f + f_in))
+            if (np.abs(q).max() <= wmax and np.abs(q).sum() * in_max + abs(bias) < K.ACCUMULATOR_LIMIT
+                    and abs(bias) < 2**31):
+                break
+            f -= 1
+        s = f + f_in - int(f_out[o])
+        if s < 0:
+            raise ValueError(f"negative shift {s} (f_w {f}, f_in {f_in}, f_out {int(f_out[o])}): "
+                             "lower the output exponent")
+        wq[o] = q.reshape(w.shape[1:])
+        bq[o] = bias
+        shift[o] = s
+    return wq, bq, shift
+
+
+def gather_output_exponents(cy: int):
+    third = K.NUM_MIXTURES * cy
+    return np.concatenate([np.full(third, OUTPUT_EXPONENTS["logits"]), np.full(third, OUTPUT_EXPONENTS["means"]),
+                           np.full(third, OUTPUT_EXPONENTS["scales"])])
+
+
+class Integeriser:
+    def __init__(self, model: FloatCodec, maxima: dict, profile: str):
+        self.float_params = float_layers(model)
+        self.maxima = maxima
+        self.profile = profile
+        self.wbits = PROFILE_WEIGHT_BITS[profile]
+        self.inv_gain = torch.pow(2.0, model.log2_inv_gain.detach().double()).numpy()
+        self.z_tables = z_prior_tables(model)
+        self.bits = {spec.name: DEFAULT_BITS for spec in LAYERS if spec.name not in
+                     (GATHER[-1].name, SYNTHESIS[-1].name)}
+        self.bits["synthesis_input"] = DEFAULT_BITS
+
+    def exponents(self):
+        """Per-layer output exponent and clip from the chosen bit widths."""
+        f, clip = {}, {}
+        for name, bits in self.bits.items():
+            f[name] = exponent_for(self.maxima[name], bits)
+            clip[name] = 2 ** bits - 1
+        clip[GATHER[-1].name] = K.ACT16_MAX
+        clip[SYNTHESIS[-1].name] = 255
+        f[SYNTHESIS[-1].name] = 0
+        return f, clip
+
+    def build(self):
+        """(header, arrays) of the model file for the current bit widths."""
+        f, clip = self.exponents()
+        cy = self.inv_gain.shape[1]
+        header = {
+            "format": "refdec-model", "format_version": 1, "profile": self.profile, "weight_bits": self.wbits,
+            "latent_channels": cy, "hyper_channels": len(self.z_tables[0]), "num_rates": self.inv_gain.shape[0],
+            "synthesis_input_clip": clip["synthesis_input"],
+            "clip": {spec.name: clip[spec.name] for spec in LAYERS},
+        }
+        in_max = input_bounds(header)
+        f_in = {}
+        for net in (HYPER_SYNTHESIS, GATHER, SYNTHESIS):
+            for i, spec in enumerate(net):
+                f_in[spec.name] = f[net[i - 1].name] if i else None
+        f_in[HYPER_SYNTHESIS[0].name] = 0
+        for spec in CONTEXT:
+            f_in[spec.name] = 0
+        concat = [HYPER_SYNTHESIS[-1].name] + [s.name for s in CONTEXT]
+        f_cat = min(f[n] for n in concat)
+        for n in concat:  # concatenated tensors share one exponent
+            f[n] = f_cat
+        f_in[GATHER[0].name] = f_cat
+        f_in[SYNTHESIS[0].name] = f["synthesis_input"]
+        arrays = {}
+        wdtype = np.int16 if self.wbits == 16 else np.int8
+        for spec in LAYERS:
+            w, b = self.float_params[spec.name]
+            f_out = gather_output_exponents(cy) if spec.name == GATHER[-1].name else f[spec.name]
+            wq, bq, shift = quantise_layer(w, b, f_in[spec.name], f_out, in_max[spec.name], self.wbits)
+            arrays[f"{spec.name}.weight"] = wq.astype(wdtype)
+            arrays[f"{spec.name}.bias"] = bq.astype(np.int32)
+            arrays[f"{spec.name}.shift"] = shift.astype(np.uint8)
+        # Inverse gain: S0 = Round2(y_hat * inv_gain_q, G) with inv_gain_q = inv_gain * 2^(G + f_s0).
+        f_s0 = f["synthesis_input"]
+        g_shift = int(math.floor(math.log2(INV_GAIN_MAX / self.inv_gain.max()))) - f_s0
+        g_shift = max(0, min(K.MAX_INV_GAIN_SHIFT, g_shift))
+        arrays["inv_gain"] = np.clip(np.round(self.inv_gain * 2.0 ** (g_shift + f_s0)), 0, INV_GAIN_MAX).astype(np.int32)
+        header["inv_gain_shift"] = g_shift
+        z_lo, z_count, z_cdf = self.z_tables
+        arrays["z_lo"], arrays["z_count"], arrays["z_cdf"] = z_lo, z_count, z_cdf
+        header["act_exponents"] = {k: int(v) for k, v in f.items()}
+        return header, arrays
+
+    def refdec_model(self):
+        header, arrays = self.build()
+        return model_from_arrays(header, arrays), header, arrays
+
+
+def model_from_arrays(header, arrays) -> Model:
+    """A refdec Model straight from arrays (search loop; the final file is validated by parse_model)."""
+    from refdec.architecture import BY_NAME
+
+    layers = {}
+    for spec in LAYERS:
+        layers[spec.name] = Layer(spec.name, arrays[f"{spec.name}.weight"].astype(np.int64),
+                                  arrays[f"{spec.name}.bias"].astype(np.int64),
+                                  arrays[f"{spec.name}.shift"].astype(np.int64), header["clip"][spec.name],
+                                  spec.kernel, BY_NAME[spec.name].depth_to_space, spec.leaky)
+    return Model(header, layers, arrays["inv_gain"].astype(np.int64), arrays["z_lo"].astype(np.int64),
+                 arrays["z_count"].astype(np.int64), arrays["z_cdf"].astype(np.int64), b"\0" * 8)
+
+
+def z_prior_tables(model: FloatCodec, tail=2.0 ** -14, max_count=1024):
+    """Clause 9.3 factorised-prior tables from the learned density: window covering all but `tail`."""
+    with torch.no_grad():
+        grid = torch.arange(-K.CONTEXT_INPUT_MAX - 0.5, K.CONTEXT_INPUT_MAX + 1.5, 1.0, dtype=torch.float64)
+        density = model.z_density.double()
+        cdf = density.cdf(grid).numpy()  # (C_z, 512): at v - 0.5 for v = -255 .. 256
+        model.z_density.float()
+    cz = cdf.shape[0]
+    values = np.arange(-K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX + 1)
+    pmf = np.clip(np.diff(cdf, axis=1), 0, None)
+    los, counts, rows = [], [], []
+    for c in range(cz):
+        lo_idx = int(np.searchsorted(cdf[c], tail / 2, side="right")) - 1
+        hi_idx = int(np.searchsorted(cdf[c], 1 - tail / 2, side="left"))
+        lo_idx = max(0, min(lo_idx, len(values) - 1))
+        hi_idx = max(lo_idx, min(hi_idx, len(values) - 1, lo_idx + max_count - 1))
+        p = pmf[c, lo_idx: hi_idx + 1]
+        escape = max(0.0, 1.0 - p.sum())
+        n_w = len(p)
+        spare = 65536 - (n_w + 1)
+        freq = 1 + np.floor(p / max(p.sum() + escape, 1e-12) * spare).astype(np.int64)
+        freq[np.argmax(freq)] += spare + n_w - int(freq.sum()) - max(0, int(np.floor(escape * spare)))
+        los.append(int(values[lo_idx]))
+        counts.append(n_w)
+        rows.append(np.concatenate([[0], np.cumsum(freq)]))
+    n_max = max(counts) + 1
+    z_cdf = np.full((cz, n_max), 65536, dtype=np.int64)
+    for c, row in enumerate(rows):
+        z_cdf[c, : len(row)] = row
+        assert row[-1] <= 65535 and np.all(np.diff(row) >= 1)
+    return np.array(los, dtype=np.int32), np.array(counts, dtype=np.int32), z_cdf.astype(np.int32)
+
+
+# ----------------------------------------------------------------------------- objectives
+
+def symbol_bits(model: Model, sample) -> float:
+    """Ideal code length (bits) of the calibration latents under the integer entropy model."""
+    y_hat, z_hat = sample["y_hat"], sample["z_hat"]
+    hyper = hyper_synthesis(model, z_hat)
+    params = entropy_parameters(model, y_hat, hyper)
+    hy, wy = y_hat.shape[1:]
+    mix = mixture_parameters(params.reshape(hy * wy, -1), model.latent_channels)
+    lo, hi = coding_windows(mix)
+    cdf = cumulative_frequencies(mix, lo, hi)
+    values = y_hat.transpose(1, 2, 0).ravel()
+    inside = (values >= lo) & (values <= hi)
+    n_w = hi - lo + 1
+    j = np.where(inside, values - lo, n_w)
+    rows = np.arange(len(values))
+    start = cdf[rows, j]
+    end = np.where(j + 1 <= n_w, cdf[rows, np.minimum(j + 1, cdf.shape[1] - 1)], 65536)
+    end = np.where(j == n_w, 65536, end)
+    bits = float(np.sum(16 - np.log2(end - start)))
+    escaped = ~inside
+    if escaped.any():
+        m = np.where(values > hi, values - hi - 1, lo - 1 - values)[escaped]
+        bits += float(np.sum(2 + 2 * np.floor(np.log2(m + 1))))
+    return bits
+
+
+def synthesis_mse(model: Model, sample) -> float:
+    s0 = inverse_gain(model, sample["y_hat"], sample["rate"])
+    image = synthesize(model, s0)
+    ref = sample["image"]
+    h, w = ref.shape[1:]
+    return float(np.mean((image[:, :h, :w].astype(np.float64) - ref) ** 2))
+
+
+def search(integ: Integeriser, samples, log=print):
+    """Greedy per-layer bit-width search with the integer model in the loop."""
+    entropy_layers = [s.name for s in HYPER_SYNTHESIS + CONTEXT + GATHER[:-1]]
+    synth_layers = ["synthesis_input"] + [s.name for s in SYNTHESIS[:-1]]
+
+    def entropy_cost():
+        model, _, _ = integ.refdec_model()
+        return sum(symbol_bits(model, s) for s in samples)
+
+    def synth_cost():
+        model, _, _ = integ.refdec_model()
+        return sum(synthesis_mse(model, s) for s in samples) / len(samples)
+
+    for names, cost_fn, label in ((entropy_layers, entropy_cost, "bits"), (synth_layers, synth_cost, "mse")):
+        for name in names:
+            results = {}
+            for bits in BIT_CANDIDATES:
+                integ.bits[name] = bits
+                try:
+                    results[bits] = cost_fn()
+                except ValueError:
+                    continue
+            best = min(results, key=results.get)
+            integ.bits[name] = best
+            log(f"  {name:20s} -> {best:2d} bits  ({label} {results[best]:.4g}; "
+                f"range {min(results.values()):.4g}..{max(results.values()):.4g})")
+
+
+def integerise(checkpoint: Path, profile: str, calib_files, crop: int, rates, log=print):
+    model = load_float_model(checkpoint).double().eval()
+    images = load_calibration(calib_files, crop)
+    t0 = time.time()
+    maxima, samples = calibrate(model, images, rates)
+    log(f"calibrated on {len(images)} images x {len(rates)} rates in {time.time() - t0:.1f}s")
+    integ = Integeriser(model.float(), maxima, profile)
+    search(integ, samples, log)
+    header, arrays = integ.build()
+    header["description"] = f"refdec test model, {profile}, integerised from {checkpoint.name}"
+    header["provenance"] = {
+        "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+        "calibration": [Path(f).name for f in calib_files], "calibration_crop": crop, "rates": list(rates),
+        "bits": dict(sorted(integ.bits.items())), "command": "python -m refcodec.integerise",
+    }
+    data = serialize_model(header, arrays)
+    parse_model(data, where="integerised model")  # full clause 9.4/9.5 validation
+    return data
+
+
+def default_calibration_files(data_dir: Path, count: int):
+    files = list_images(data_dir)
+    step = max(1, len(files) // count)
+    return files[::step][:count]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="refcodec integerise", description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", type=Path, required=True)
+    ap.add_argument("--profile", choices=sorted(PROFILE_WEIGHT_BITS), default="W16A16")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--data", type=Path, default=DEFAULT_TRAIN_DIR)
+    ap.add_argument("--calibration-images", type=int, default=4)
+    ap.add_argument("--crop", type=int, default=256)
+    ap.add_argument("--rates", default="0,2,5")
+    args = ap.parse_args(argv)
+    torch.set_grad_enabled(False)
+    files = default_calibration_files(args.data, args.calibration_images)
+    rates = [int(r) for r in args.rates.split(",")]
+    data = integerise(args.checkpoint, args.profile, files, args.crop, rates)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(data)
+    print(f"wrote {args.out} ({len(data)} bytes, model id {model_id_of(data).hex()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""Non-normative: the `refdec` command-line tool.
+
+    refdec decode IN -o OUT [--raw] [--trace-dir DIR] [--model PATH]... [--band-rows N] [-q]
+    refdec info IN [--json] [--model PATH]...
+
+Exit status: 0 on success, 2 on invalid input (any error of spec clause 11.2), on a file
+that cannot be read or written, and on a usage error. Every failure prints exactly one line
+to stderr, `refdec: error: ...`; invalid input never produces a traceback.
+
+Adding a subcommand (for example `check`): write `_add_NAME(subparsers)`, which builds the
+subparser and sets `func=` to a function `(args) -> int`, and append it to SUBCOMMANDS.
+Raise RefdecError, OSError or UsageError from the function for the exit-2 path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .architecture import padded_sizes
+from .bitstream import parse_header
+from .decoder import ModelStore, decode
+from .errors import ModelError, RefdecError, UnknownModel
+from .synthesis import DEFAULT_BAND_ROWS
+
+PROG = "refdec"
+EXIT_OK = 0
+EXIT_INVALID = 2
+
+
+class UsageError(Exception):
+    """A command line that argparse or a subcommand rejects (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors raise UsageError instead of printing usage and exiting,
+    so that main() prints exactly one line and returns 2 (also when called in-process)."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    return Path(path).read_bytes()
+
+
+def _model_store(paths) -> ModelStore:
+    """ModelStore.default() plus every --model file or folder (clause 6.2 check 6)."""
+    store = ModelStore.default()
+    for p in paths or ():
+        if not Path(p).exists():
+            raise UsageError(f"model path {p!r} does not exist")
+        store.add_path(p)
+    return store
+
+
+def _add_model_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", "-m", action="append", default=[], metavar="PATH",
+                        help="a model file (.npz) or a folder of them; repeatable "
+                             "(added to the installed models)")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _os_error_message(exc: OSError) -> str:
+    what = exc.strerror or exc.__class__.__name__
+    if exc.filename is not None:
+        return f"cannot access {exc.filename}: {what}"
+    return f"{what}"
+
+
+# --- decode -------------------------------------------------------------------------------
+
+def raw_planar_bytes(image: np.ndarray) -> bytes:
+    """Clause 11.4: the canonical bytes of a decoded image, uint8 planar R, G, B, row-major."""
+    return np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+
+
+def _write_png(image: np.ndarray, out) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0), dtype=np.uint8)).save(out, format="PNG")
+
+
+def write_trace(stages: dict, directory) -> list[Path]:
+    """Clause 11.3: one STAGE.npy per stage tensor in `directory` (created if needed)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, arr in stages.items():
+        path = directory / f"{name}.npy"
+        np.save(path, np.ascontiguousarray(arr, dtype=np.int32), allow_pickle=False)
+        written.append(path)
+    return written
+
+
+def _cmd_decode(args) -> int:
+    stream = _read_input(args.input)
+    store = _model_store(args.model)
+    start = time.perf_counter()
+    result = decode(stream, store, trace=args.trace_dir is not None, band_rows=args.band_rows)
+    elapsed = time.perf_counter() - start
+    if args.output == "-":
+        out = sys.stdout.buffer
+        if args.raw:
+            out.write(raw_planar_bytes(result.image))
+        else:
+            _write_png(result.image, out)
+        out.flush()
+    elif args.raw:
+        Path(args.output).write_bytes(raw_planar_bytes(result.image))
+    else:
+        _write_png(result.image, args.output)
+    if args.trace_dir is not None:
+        write_trace(result.stages, args.trace_dir)
+    if not args.quiet:
+        h = result.header
+        extra = f", trace in {args.trace_dir}" if args.trace_dir is not None else ""
+        print(f"{PROG}: {args.input}: {h.width}x{h.height}, rate index {h.rate_index}, "
+              f"model {h.model_id.hex()}, {len(stream)} bytes, decoded in {elapsed:.3f} s "
+              f"-> {args.output}{' (raw)' if args.raw else ''}{extra}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _add_decode(subparsers) -> None:
+    p = subparsers.add_parser("decode", help="decode a bitstream to a PNG or raw planar samples",
+                              description="Decode bitstream IN (spec clause 7) and write the image.")
+    p.add_argument("input", metavar="IN", help="bitstream file ('-' for stdin)")
+    p.add_argument("-o", "--output", metavar="OUT", required=True,
+                   help="output file: an RGB PNG, or with --raw the clause 11.4 planar bytes ('-' for stdout)")
+    p.add_argument("--raw", action="store_true",
+                   help="write the canonical planar bytes of clause 11.4 (R, G, B planes, uint8) instead of PNG")
+    p.add_argument("--trace-dir", metavar="DIR", default=None,
+                   help="write every stage tensor of clause 11.3 as DIR/STAGE.npy")
+    _add_model_option(p)
+    p.add_argument("--band-rows", type=_positive_int, default=DEFAULT_BAND_ROWS, metavar="N",
+                   help=f"synthesis band height in output rows (default {DEFAULT_BAND_ROWS}; "
+                        "does not change the result)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary line on stderr")
+    p.set_defaults(func=_cmd_decode)
+
+
+# --- info ---------------------------------------------------------------------------------
+
+def stream_info(stream: bytes, store: ModelStore) -> dict:
+    """Header fields (clause 6.1, checks 1 to 5 of 6.2) and the model's availability;
+    no payload is decoded."""
+    header = parse_header(stream)
+    hz, wz, hy, wy = padded_sizes(header.width, header.height)
+    info = {"header": header.as_dict(),
+            "padded": {"hz": hz, "wz": wz, "hy": hy, "wy": wy}}
+    model_info: dict = {"id": header.model_id.hex()}
+    try:
+        model = store.get(header.model_id)
+    except UnknownModel:
+        model_info.update(available=False, status="unknown")
+    except ModelError as exc:
+        model_info.update(available=False, status="invalid", error=_one_line(exc))
+    else:
+        model_info.update(available=True, status="ok", profile=model.header["profile"],
+                          num_rates=model.num_rates, latent_channels=model.latent_channels,
+                          hyper_channels=model.hyper_channels, path=str(model.path),
+                          rate_index_valid=header.rate_index < model.num_rates)
+    info["model"] = model_info
+    return info
+
+
+def _cmd_info(args) -> int:
+    stream = _read_input(args.input)
+    info = stream_info(stream, _model_store(args.model))
+    info = {"file": args.input, **info}
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return EXIT_OK
+    print(f"file: {args.input}")
+    for key, value in info["header"].items():
+        print(f"{key}: {value}")
+    p = info["padded"]
+    print(f"latent: {p['hy']}x{p['wy']} positions, hyper-latent: {p['hz']}x{p['wz']} positions")
+    m = info["model"]
+    if m["available"]:
+        rate = "" if m["rate_index_valid"] else ", rate index out of range"
+        print(f"model: {m['id']} available ({m['path']}), profile {m['profile']}, "
+              f"num_rates {m['num_rates']}{rate}")
+    elif m["status"] == "unknown":
+        print(f"model: {m['id']} not available")
+    else:
+        print(f"model: {m['id']} invalid: {m['error']}")
+    return EXIT_OK
+
+
+def _add_info(subparsers) -> None:
+    p = subparsers.add_parser("info", help="print a bitstream's header and whether its model is available",
+                              description="Print the header of bitstream IN (clause 6.1) without decoding "
+                                          "its payloads.")
+    p.add_argument("input", metavar="IN", help="bitstream file ('-' for stdin)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_model_option(p)
+    p.set_defaults(func=_cmd_info)
+
+
+# --- entry point --------------------------------------------------------------------------
+
+SUBCOMMANDS = [_add_decode, _add_info]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog=PROG, description="Reference integer-only decoder of the refdec learned image codec.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def _error(message: str) -> int:
+    print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr)
+    return EXIT_INVALID
+
+
+def main(argv=None) -> int:
+    """Run the command line `argv` (default sys.argv[1:]); returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UsageError as exc:
+        return _error(str(exc))
+    except RefdecError as exc:
+        return _error(str(exc))
+    except OSError as exc:
+        return _error(_os_error_message(exc))
+    except SystemExit as exc:  # --help / --version
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else _error(str(exc.code)))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,960 @@
+"""Clause 9: the model-parameter file: canonical writing (informative), parsing and every
+validation rule of clause 9.4 with its error class and in its order (format, shapes, values,
+accumulator bound), and the clause 9.5 accumulator bound."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+
+from refdec import constants as K
+from refdec import model_file
+from refdec.architecture import CONTEXT, LAYER_NAMES, causal_mask
+from refdec.errors import (AccumulatorOverflowRisk, ModelError, ModelFormatError, ModelShapeError,
+                           ModelValueError)
+from refdec.model_file import (_npy_bytes, input_bounds, load_model, model_arrays, model_id_of, parse_model,
+                               serialize_model)
+from refdec.random_model import SMALL_CHANNELS, random_model
+
+LIMIT = 1 << 31
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def base(small_model):
+    """(header, arrays) of the small model, to be copied and modified."""
+    return small_model.header, model_arrays(small_model)
+
+
+def fresh(base):
+    header, arrays = base
+    return copy.deepcopy(header), {k: v.copy() for k, v in arrays.items()}
+
+
+def build(header, arrays) -> bytes:
+    return serialize_model(header, arrays)
+
+
+def expect(error_class, data):
+    """parse_model rejects data with exactly this class (not a sibling, not a crash)."""
+    with pytest.raises(ModelError) as info:
+        parse_model(data)
+    assert type(info.value) is error_class, f"{type(info.value).__name__}: {info.value}"
+    return info.value
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, payload in members.items():
+            zf.writestr(name, payload)
+    return buf.getvalue()
+
+
+def members_of(data: bytes) -> dict[str, bytes]:
+    zf = zipfile.ZipFile(io.BytesIO(data))
+    return {info.filename: zf.read(info) for info in zf.infolist()}
+
+
+def header_npy(obj_or_text) -> bytes:
+    text = obj_or_text if isinstance(obj_or_text, str) else json.dumps(obj_or_text)
+    return _npy_bytes(np.frombuffer(text.encode("utf-8"), dtype=np.uint8))
+
+
+def with_header_text(data: bytes, text: str) -> bytes:
+    """The model file data with its header JSON replaced by this exact text."""
+    members = members_of(data)
+    members["header.npy"] = header_npy(text)
+    return zip_of(members)
+
+
+def npy_with_header(arr: np.ndarray, **meta) -> bytes:
+    """A version 1.0 .npy member of arr's bytes under a hand-written header dict (descr,
+    fortran_order, shape default to arr's)."""
+    d = {"descr": arr.dtype.str, "fortran_order": False, "shape": arr.shape}
+    d.update(meta)
+    head = repr(d).encode("latin-1")
+    head += b" " * (-(10 + len(head) + 1) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head + np.ascontiguousarray(arr).tobytes()
+
+
+# --- writing and identity (clause 9.1, informative writer) -----------------------------------
+
+def test_serialization_is_deterministic(small_model_file, base):
+    data, model = small_model_file
+    header, arrays = fresh(base)
+    once, twice = build(header, arrays), build(header, arrays)
+    assert once == twice == data
+    # Key order of the header and member order of the arrays do not matter.
+    shuffled_header = dict(reversed(list(header.items())))
+    shuffled_arrays = dict(reversed(list(arrays.items())))
+    assert build(shuffled_header, shuffled_arrays) == data
+    assert random_model(0)[0] == data
+    assert model.model_id == hashlib.sha256(data).digest()[:8] == model_id_of(data)
+    assert len(model.model_id) == 8
+
+
+def test_different_parameters_give_a_different_id(base):
+    header, arrays = fresh(base)
+    arrays["gather.2.bias"][0] += 1
+    assert model_id_of(build(header, arrays)) != model_id_of(build(*fresh(base)))
+
+
+def test_parse_serialize_round_trip(small_model_file, small_model_w8_file):
+    for data, model in (small_model_file, small_model_w8_file):
+        again = serialize_model(model.header, model_arrays(model))
+        assert again == data
+        parsed = parse_model(again)
+        assert parsed.model_id == model.model_id
+        assert parsed.header == model.header
+        for name in LAYER_NAMES:
+            a, b = parsed.layers[name], model.layers[name]
+            assert np.array_equal(a.weight, b.weight) and np.array_equal(a.bias, b.bias)
+            assert np.array_equal(a.shift, b.shift) and a.clip == b.clip
+            assert (a.kernel, a.depth_to_space, a.leaky) == (b.kernel, b.depth_to_space, b.leaky)
+        for name in ("inv_gain", "z_lo", "z_count", "z_cdf"):
+            assert np.array_equal(getattr(parsed, name), getattr(model, name))
+
+
+def test_file_layout(small_model_file):
+    """Clause 9.1 / 9.3: exactly the 81 members, .npy version 1.0, dtypes of the profile."""
+    data, model = small_model_file
+    members = members_of(data)
+    expected = {"header.npy", "inv_gain.npy", "z_lo.npy", "z_count.npy", "z_cdf.npy"}
+    expected |= {f"{n}.{part}.npy" for n in LAYER_NAMES for part in ("weight", "bias", "shift")}
+    assert set(members) == expected and len(expected) == 65
+    for name, payload in members.items():
+        assert payload[:8] == b"\x93NUMPY\x01\x00", name
+        arr = np.lib.format.read_array(io.BytesIO(payload), allow_pickle=False)
+        assert arr.dtype.byteorder in ("<", "|", "=")
+    assert json.loads(bytes(np.lib.format.read_array(io.BytesIO(members["header.npy"]))))["format"] == "refdec-model"
+
+
+def test_load_model_from_disk(small_model_file, tmp_path):
+    data, model = small_model_file
+    path = tmp_path / "model.npz"
+    path.write_bytes(data)
+    assert load_model(path).model_id == model.model_id
+    err = expect_load_error(tmp_path / "missing.npz")
+    assert type(err) is ModelFormatError
+
+
+def expect_load_error(path):
+    with pytest.raises(ModelError) as info:
+        load_model(path)
+    return info.value
+
+
+# --- clause 9.4 item 1: container, header, members [ModelFormatError] -------------------------
+
+def test_not_a_zip():
+    expect(ModelFormatError, b"this is not a zip archive")
+    expect(ModelFormatError, b"")
+
+
+def test_too_many_members(small_model_file):
+    members = members_of(small_model_file[0])
+    for i in range(257 - len(members)):
+        members[f"pad{i}.npy"] = _npy_bytes(np.zeros(1, np.int32))
+    assert len(members) == 257
+    err = expect(ModelFormatError, zip_of(members))
+    assert "257 members" in str(err)
+
+
+def test_member_too_large_is_rejected_before_reading(small_model_file):
+    """The central directory announces 2^28 + 1 bytes: rejected without reading (clause 9.1)."""
+    data = zip_of(members_of(small_model_file[0]))
+    cd = data.find(b"PK\x01\x02")  # first central-directory entry
+    assert cd > 0
+    patched = bytearray(data)
+    struct.pack_into("<I", patched, cd + 24, (1 << 28) + 1)  # uncompressed size
+    err = expect(ModelFormatError, bytes(patched))
+    assert str((1 << 28) + 1) in str(err)
+
+
+def test_member_at_size_limit_is_not_a_size_error(small_model_file):
+    """2^28 bytes announced: at the limit, so not rejected for its size (the stored member is read)."""
+    data = zip_of(members_of(small_model_file[0]))
+    cd = data.find(b"PK\x01\x02")
+    patched = bytearray(data)
+    struct.pack_into("<I", patched, cd + 24, 1 << 28)
+    assert parse_model(bytes(patched)).model_id == model_id_of(bytes(patched))
+
+
+@pytest.mark.parametrize("case", [
+    "non_npy_member", "extra_member", "missing_member", "missing_header", "header_dtype", "header_2d",
+    "header_not_utf8", "header_not_json", "header_not_object", "unknown_key", "missing_key",
+    "bad_format", "bad_format_version", "bad_profile", "int_field_is_string", "int_field_is_bool",
+    "clip_missing_layer", "clip_extra_layer", "clip_not_int", "weight_dtype", "weight_dtype_w8",
+    "bias_dtype", "shift_dtype", "inv_gain_dtype", "z_cdf_dtype", "bias_ndim", "weight_ndim",
+    "big_endian", "object_array", "garbage_npy",
+    "weight_bits_float", "format_version_true", "format_version_float", "int_field_is_float",
+    "int_field_has_exponent", "int_field_is_null", "clip_is_bool", "clip_not_object",
+    "description_not_string", "provenance_not_object", "act_exponents_not_object", "act_exponents_float",
+    "act_exponents_bool", "duplicate_key", "duplicate_key_in_clip", "json_nan", "json_infinity",
+    "json_deeply_nested", "npy_v2", "npy_v3", "fortran", "fortran_1d", "native_byte_order",
+    "no_byte_order_multibyte", "structured_dtype", "subarray_dtype", "npy_truncated_data",
+    "npy_truncated_header", "npy_header_not_literal", "npy_header_extra_key", "npy_bad_shape",
+    "duplicate_member", "directory_member",
+])
+def test_format_errors(base, small_model_file, case):
+    header, arrays = fresh(base)
+    data = None
+    if case == "non_npy_member":
+        members = members_of(small_model_file[0])
+        members["README.txt"] = b"hello"
+        data = zip_of(members)
+    elif case == "extra_member":
+        arrays["extra"] = np.zeros(3, np.int32)
+    elif case == "missing_member":
+        del arrays["gather.4.shift"]
+    elif case == "missing_header":
+        members = members_of(small_model_file[0])
+        del members["header.npy"]
+        data = zip_of(members)
+    elif case in ("header_dtype", "header_2d", "header_not_utf8", "header_not_json", "header_not_object"):
+        members = members_of(small_model_file[0])
+        text = json.dumps(header).encode()
+        members["header.npy"] = {
+            "header_dtype": _npy_bytes(np.frombuffer(text, dtype=np.int8)),
+            "header_2d": _npy_bytes(np.frombuffer(text[: len(text) // 2 * 2], dtype=np.uint8).reshape(2, -1)),
+            "header_not_utf8": _npy_bytes(np.frombuffer(b"\xff\xfe" + text, dtype=np.uint8)),
+            "header_not_json": header_npy("{'format': 'refdec-model'"),
+            "header_not_object": header_npy([header]),
+        }[case]
+        data = zip_of(members)
+    elif case == "unknown_key":
+        header["comment"] = "x"
+    elif case == "missing_key":
+        del header["inv_gain_shift"]
+    elif case == "bad_format":
+        header["format"] = "refdec-modell"
+    elif case == "bad_format_version":
+        header["format_version"] = 2
+    elif case == "bad_profile":
+        header["profile"] = "W4A8"
+    elif case == "int_field_is_string":
+        header["latent_channels"] = str(header["latent_channels"])
+    elif case == "int_field_is_bool":
+        header["inv_gain_shift"] = True
+    elif case == "clip_missing_layer":
+        del header["clip"]["gather.3"]
+    elif case == "clip_extra_layer":
+        header["clip"]["gather.7"] = 100
+    elif case == "clip_not_int":
+        header["clip"]["gather.3"] = 100.0
+    elif case == "weight_dtype":
+        arrays["gather.1.weight"] = arrays["gather.1.weight"].astype(np.int32)
+    elif case == "weight_dtype_w8":
+        header["profile"], header["weight_bits"] = "W8A16", 8  # int16 weights in a W8A16 file
+    elif case == "bias_dtype":
+        arrays["synthesis.2.bias"] = arrays["synthesis.2.bias"].astype(np.int64)
+    elif case == "shift_dtype":
+        arrays["context.5.shift"] = arrays["context.5.shift"].astype(np.int8)
+    elif case == "inv_gain_dtype":
+        arrays["inv_gain"] = arrays["inv_gain"].astype(np.uint32)
+    elif case == "z_cdf_dtype":
+        arrays["z_cdf"] = arrays["z_cdf"].astype(np.int16)
+    elif case == "bias_ndim":
+        arrays["gather.0.bias"] = arrays["gather.0.bias"][None, :]
+    elif case == "weight_ndim":
+        arrays["gather.0.weight"] = arrays["gather.0.weight"][:, :, 0, 0]
+    elif case == "big_endian":
+        arrays["gather.1.bias"] = arrays["gather.1.bias"].astype(">i4")
+    elif case in ("object_array", "garbage_npy"):
+        members = members_of(small_model_file[0])
+        if case == "object_array":
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+            members["gather.1.bias.npy"] = buf.getvalue()
+        else:
+            members["gather.1.bias.npy"] = b"\x93NUMPY\x01\x00garbage"
+        data = zip_of(members)
+    # Clause 9.2: "integer" is a JSON number without fraction or exponent; optional keys are typed.
+    elif case == "weight_bits_float":
+        header["weight_bits"] = 16.0
+    elif case == "format_version_true":
+        header["format_version"] = True
+    elif case == "format_version_float":
+        header["format_version"] = 1.0
+    elif case == "int_field_is_float":
+        header["num_rates"] = float(header["num_rates"])
+    elif case == "int_field_has_exponent":
+        text = json.dumps(header).replace('"latent_channels": 8', '"latent_channels": 8e0')
+        assert "8e0" in text
+        data = with_header_text(small_model_file[0], text)
+    elif case == "int_field_is_null":
+        header["hyper_channels"] = None
+    elif case == "clip_is_bool":
+        header["clip"]["synthesis.1"] = True
+    elif case == "clip_not_object":
+        header["clip"] = [100] * 20
+    elif case == "description_not_string":
+        header["description"] = 7
+    elif case == "provenance_not_object":
+        header["provenance"] = "refdec.random_model"
+    elif case == "act_exponents_not_object":
+        header["act_exponents"] = [1, 2, 3]
+    elif case == "act_exponents_float":
+        header["act_exponents"] = {"gather.0": 8, "gather.1": 7.5}
+    elif case == "act_exponents_bool":
+        header["act_exponents"] = {"gather.0": False}
+    elif case == "duplicate_key":
+        data = with_header_text(small_model_file[0], json.dumps(header)[:-1] + ', "format": "refdec-model"}')
+    elif case == "duplicate_key_in_clip":
+        text = json.dumps(header).replace('"clip": {', '"clip": {"gather.0": 100, ', 1)
+        data = with_header_text(small_model_file[0], text)
+    elif case in ("json_nan", "json_infinity"):
+        text = json.dumps(header).replace('"inv_gain_shift": 12', '"inv_gain_shift": ' +
+                                          ("NaN" if case == "json_nan" else "-Infinity"))
+        assert "12" not in text.split('"inv_gain_shift":')[1][:4]
+        data = with_header_text(small_model_file[0], text)
+    elif case == "json_deeply_nested":
+        text = json.dumps(header)[:-1] + ', "provenance": ' + "[" * 100000 + "]" * 100000 + "}"
+        data = with_header_text(small_model_file[0], text)
+    # Clause 9.1: .npy version 1.0, C order, little-endian, plain dtypes, complete data.
+    elif case in ("npy_v2", "npy_v3"):
+        members = members_of(small_model_file[0])
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, arrays["gather.1.bias"], version=(2, 0) if case == "npy_v2" else (3, 0))
+        members["gather.1.bias.npy"] = buf.getvalue()
+        data = zip_of(members)
+    elif case in ("fortran", "fortran_1d"):
+        members = members_of(small_model_file[0])
+        buf = io.BytesIO()
+        if case == "fortran":
+            np.lib.format.write_array(buf, np.asfortranarray(arrays["gather.1.weight"]), version=(1, 0))
+            members["gather.1.weight.npy"] = buf.getvalue()
+        else:  # the same bytes as C order, but flagged Fortran: still not C order (clause 9.1)
+            members["gather.1.bias.npy"] = npy_with_header(arrays["gather.1.bias"], fortran_order=True)
+        data = zip_of(members)
+    elif case in ("native_byte_order", "no_byte_order_multibyte", "structured_dtype", "subarray_dtype",
+                  "npy_header_extra_key", "npy_bad_shape"):
+        members = members_of(small_model_file[0])
+        b = arrays["gather.1.bias"]
+        meta = {"native_byte_order": {"descr": "=i4"}, "no_byte_order_multibyte": {"descr": "|i4"},
+                "structured_dtype": {"descr": [("a", "<i4")]},
+                "subarray_dtype": {"descr": "(2,)<i4", "shape": (len(b) // 2,)},
+                "npy_header_extra_key": {"extra": 1}, "npy_bad_shape": {"shape": (len(b), -1)}}[case]
+        members["gather.1.bias.npy"] = npy_with_header(b, **meta)
+        data = zip_of(members)
+    elif case == "npy_truncated_data":
+        members = members_of(small_model_file[0])
+        members["gather.1.bias.npy"] = members["gather.1.bias.npy"][:-1]
+        data = zip_of(members)
+    elif case == "npy_truncated_header":
+        members = members_of(small_model_file[0])
+        members["gather.1.bias.npy"] = members["gather.1.bias.npy"][:40]
+        data = zip_of(members)
+    elif case == "npy_header_not_literal":
+        members = members_of(small_model_file[0])
+        raw = members["gather.1.bias.npy"]
+        head_len = struct.unpack_from("<H", raw, 8)[0]
+        bad = b"__import__('os').getcwd()".ljust(head_len - 1) + b"\n"
+        members["gather.1.bias.npy"] = raw[:10] + bad + raw[10 + head_len:]
+        data = zip_of(members)
+    elif case in ("duplicate_member", "directory_member"):
+        members = members_of(small_model_file[0])
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for name, payload in members.items():
+                zf.writestr(name, payload)
+            if case == "duplicate_member":
+                import warnings
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    zf.writestr("z_lo.npy", members["z_lo.npy"])  # identical bytes: still rejected
+            else:
+                zf.writestr("models/", b"")
+        data = buf.getvalue()
+    expect(ModelFormatError, data if data is not None else build(header, arrays))
+
+
+def test_big_endian_member_message(base):
+    """Clause 9.1: a big-endian member is rejected as such (not as a dtype mismatch that prints
+    the same dtype name twice)."""
+    header, arrays = fresh(base)
+    arrays["gather.1.bias"] = arrays["gather.1.bias"].astype(">i4")
+    err = expect(ModelFormatError, build(header, arrays))
+    assert "big-endian" in str(err) and "gather.1.bias" in str(err)
+    assert "found 1-D int32" not in str(err)
+
+
+def test_npy_trailing_bytes_are_ignored(base, small_model_file):
+    """Clause 9.1 does not forbid bytes after a .npy member's data; like NumPy, the reader ignores
+    them (the array, and so the decoding, does not depend on them)."""
+    members = members_of(small_model_file[0])
+    members["gather.1.bias.npy"] += b"\0" * 7
+    model = parse_model(zip_of(members))
+    assert np.array_equal(model.layers["gather.1"].bias, base[1]["gather.1.bias"])
+
+
+def test_optional_header_keys(base):
+    """Clause 9.2: description, provenance and act_exponents are optional and informative."""
+    header, arrays = fresh(base)
+    for key in ("description", "provenance", "act_exponents"):
+        header.pop(key, None)
+    parse_model(build(header, arrays))
+    header.update(description="", provenance={"nested": {"list": [1, 2.5, None, True]}},
+                  act_exponents={"gather.0": 9, "synthesis_input": -3})
+    model = parse_model(build(header, arrays))
+    assert model.header["act_exponents"] == {"gather.0": 9, "synthesis_input": -3}
+
+
+def test_header_integers_may_be_huge_json_integers(base):
+    """A JSON integer of any size is an integer: range checks, never a crash (clause 9.4 items 2, 3)."""
+    header, arrays = fresh(base)
+    header["inv_gain_shift"] = 2 ** 70
+    expect(ModelValueError, build(header, arrays))
+    header, arrays = fresh(base)
+    header["latent_channels"] = -(2 ** 70)
+    expect(ModelShapeError, build(header, arrays))
+    header, arrays = fresh(base)
+    header["clip"]["gather.2"] = 2 ** 100
+    expect(ModelValueError, build(header, arrays))
+
+
+@pytest.mark.parametrize("key, digits, error", [
+    ("num_rates", "9" * 5000, ModelShapeError),  # inv_gain is not (R, C_y)
+    ("latent_channels", "-" + "9" * 5000, ModelShapeError),
+    ("inv_gain_shift", "1" + "0" * 4999, ModelValueError),
+    ("inv_gain_shift", "9" * 4000, ModelValueError),
+])
+def test_header_integers_beyond_the_int_string_limit(small_model_file, key, digits, error):
+    """A JSON integer with more digits than Python converts by default is still an integer
+    (clause 9.2): a range error of clause 9.4, not a format error and never a crash."""
+    text = json.dumps(small_model_file[1].header).replace(f'"{key}": {small_model_file[1].header[key]},',
+                                                          f'"{key}": {digits},')
+    assert digits in text
+    expect(error, with_header_text(small_model_file[0], text))
+
+
+def test_informative_integers_may_be_long(small_model_file):
+    header = dict(small_model_file[1].header, act_exponents={"gather.0": 1})
+    text = json.dumps(header).replace('"gather.0": 1}', '"gather.0": ' + "7" * 6000 + "}")
+    assert "7" * 6000 in text
+    model = parse_model(with_header_text(small_model_file[0], text))
+    assert model.header["act_exponents"]["gather.0"] > 10 ** 3999
+
+
+def test_file_size_limit(small_model_file, monkeypatch):
+    """Clause 9.1: at most 2^30 bytes, checked first (parse_model checks len(data))."""
+    data = small_model_file[0]
+    assert model_file.MAX_MODEL_FILE_BYTES == 1 << 30
+    monkeypatch.setattr(model_file, "MAX_MODEL_FILE_BYTES", len(data))
+    parse_model(data)
+    monkeypatch.setattr(model_file, "MAX_MODEL_FILE_BYTES", len(data) - 1)
+    err = expect(ModelFormatError, data)
+    assert str(len(data)) in str(err)
+
+
+def test_oversized_file_on_disk_is_not_read(tmp_path):
+    """load_model rejects a file over 2^30 bytes from its size alone (a sparse file here)."""
+    path = tmp_path / "huge.npz"
+    with open(path, "wb") as fh:
+        fh.truncate((1 << 30) + 1)
+    err = expect_load_error(path)
+    assert type(err) is ModelFormatError and str((1 << 30) + 1) in str(err)
+
+
+# --- clause 9.4 item 3: weight_bits and weight range [ModelValueError] -------------------------
+
+def test_weight_bits_must_match_profile(base):
+    header, arrays = fresh(base)
+    header["weight_bits"] = 8
+    expect(ModelValueError, build(header, arrays))
+
+
+@pytest.mark.parametrize("layer", ["hyper_synthesis.0", "context.7", "gather.6", "synthesis.6"])
+def test_weights_are_symmetric_w16(base, layer):
+    header, arrays = fresh(base)
+    w = arrays[f"{layer}.weight"]
+    w.flat[int(np.flatnonzero(w)[0])] = 32767  # the largest allowed magnitude is accepted
+    parse_model(build(header, arrays))
+    w.flat[int(np.flatnonzero(w)[0])] = -32767
+    parse_model(build(header, arrays))
+    w.flat[int(np.flatnonzero(w)[0])] = -32768
+    expect(ModelValueError, build(header, arrays))
+
+
+def test_weights_are_symmetric_w8(small_model_w8):
+    header, arrays = small_model_w8.header, model_arrays(small_model_w8)
+    arrays = {k: v.copy() for k, v in arrays.items()}
+    assert arrays["gather.2.weight"].dtype == np.int8
+    arrays["gather.2.weight"][0, 0, 0, 0] = 127
+    parse_model(build(header, arrays))
+    arrays["gather.2.weight"][0, 0, 0, 0] = -128
+    expect(ModelValueError, build(header, arrays))
+
+
+# --- clause 9.4 item 2: shapes [ModelShapeError] ------------------------------------------------
+
+def _resize_out(arrays, layer, new_out):
+    """Change a layer's output count (weight, bias, shift together)."""
+    w = arrays[f"{layer}.weight"]
+    reps = -(-new_out // w.shape[0])
+    arrays[f"{layer}.weight"] = np.concatenate([w] * reps)[:new_out]
+    arrays[f"{layer}.bias"] = np.concatenate([arrays[f"{layer}.bias"]] * reps)[:new_out]
+    arrays[f"{layer}.shift"] = np.concatenate([arrays[f"{layer}.shift"]] * reps)[:new_out]
+
+
+def _resize_in(arrays, layer, new_in):
+    w = arrays[f"{layer}.weight"]
+    reps = -(-new_in // w.shape[1])
+    arrays[f"{layer}.weight"] = np.concatenate([w] * reps, axis=1)[:, :new_in] // reps
+
+
+@pytest.mark.parametrize("case", [
+    "hyper_kernel", "context_kernel", "gather_kernel", "synthesis_kernel",
+    "hyper0_inputs", "context_inputs", "gather0_inputs", "synthesis0_inputs", "chain_inputs",
+    "d2s_not_multiple_of_4", "gather6_outputs", "synthesis6_outputs", "bias_length", "shift_length",
+    "inv_gain_rows", "inv_gain_cols", "z_lo_length", "z_count_length", "z_cdf_width", "z_cdf_rows",
+    "layer_over_2048_outputs", "d2s_layer_over_2048_before_d2s", "layer_without_outputs", "num_rates_mismatch",
+])
+def test_shape_errors(base, case):
+    header, arrays = fresh(base)
+    cy = header["latent_channels"]
+    if case.endswith("_kernel"):
+        layer = {"hyper_kernel": "hyper_synthesis.1", "context_kernel": "context.5",
+                 "gather_kernel": "gather.2", "synthesis_kernel": "synthesis.4"}[case]
+        w = arrays[f"{layer}.weight"]
+        k = w.shape[2]
+        new_k = k + 2
+        padded = np.zeros(w.shape[:2] + (new_k, new_k), w.dtype)
+        padded[:, :, 1:1 + k, 1:1 + k] = w
+        if layer.startswith("context"):
+            padded *= causal_mask(new_k)
+        arrays[f"{layer}.weight"] = padded
+    elif case == "hyper0_inputs":
+        _resize_in(arrays, "hyper_synthesis.0", header["hyper_channels"] + 1)
+    elif case == "context_inputs":
+        _resize_in(arrays, "context.3", cy + 1)
+    elif case == "gather0_inputs":
+        _resize_in(arrays, "gather.0", arrays["gather.0.weight"].shape[1] - 1)
+    elif case == "synthesis0_inputs":
+        _resize_in(arrays, "synthesis.0", cy + 2)
+    elif case == "chain_inputs":
+        _resize_out(arrays, "synthesis.2", arrays["synthesis.2.weight"].shape[0] + 1)
+    elif case == "d2s_not_multiple_of_4":
+        out = arrays["synthesis.3.weight"].shape[0]
+        _resize_out(arrays, "synthesis.3", out + 2)  # delivers (out + 2) / 4: not an integer
+    elif case == "gather6_outputs":
+        _resize_out(arrays, "gather.6", 9 * cy + 3)
+    elif case == "synthesis6_outputs":
+        _resize_out(arrays, "synthesis.6", 4)
+    elif case == "bias_length":
+        arrays["gather.3.bias"] = arrays["gather.3.bias"][:-1]
+    elif case == "shift_length":
+        arrays["hyper_synthesis.2.shift"] = np.concatenate([arrays["hyper_synthesis.2.shift"], [0]]).astype(np.uint8)
+    elif case == "inv_gain_rows":
+        arrays["inv_gain"] = arrays["inv_gain"][:-1]
+    elif case == "inv_gain_cols":
+        arrays["inv_gain"] = arrays["inv_gain"][:, :-1]
+    elif case == "z_lo_length":
+        arrays["z_lo"] = arrays["z_lo"][:-1]
+    elif case == "z_count_length":
+        arrays["z_count"] = np.concatenate([arrays["z_count"], [3]]).astype(np.int32)
+    elif case == "z_cdf_width":
+        arrays["z_cdf"] = np.concatenate([arrays["z_cdf"], np.full((len(arrays["z_cdf"]), 1), 65536)], axis=1
+                                         ).astype(np.int32)
+    elif case == "z_cdf_rows":
+        arrays["z_cdf"] = arrays["z_cdf"][:-1]
+    elif case == "layer_over_2048_outputs":
+        # gather.0 delivers 2049 channels to gather.1 (consistent shapes otherwise).
+        _resize_out(arrays, "gather.0", 2049)
+        _resize_in(arrays, "gather.1", 2049)
+    elif case == "d2s_layer_over_2048_before_d2s":
+        # 2052 outputs before D2S (513 after): clause 5.2 counts weight dimension 0.
+        _resize_out(arrays, "synthesis.3", 2052)
+        _resize_in(arrays, "synthesis.4", 513)
+    elif case == "layer_without_outputs":
+        for part in ("weight", "bias", "shift"):
+            arrays[f"gather.5.{part}"] = arrays[f"gather.5.{part}"][:0]
+        arrays["gather.6.weight"] = arrays["gather.6.weight"][:, :0]
+    elif case == "num_rates_mismatch":
+        header["num_rates"] = 0  # a value error too, but inv_gain is (6, C_y), not (0, C_y): shapes first
+    err = expect(ModelShapeError, build(header, arrays))
+    if case.startswith(("layer_over", "d2s_layer_over", "layer_without")):
+        assert "outside 1..2048" in str(err)
+
+
+def test_channel_limit_is_inclusive(base):
+    """Clause 5.2: 2048 outputs (before D2S) is allowed, for a plain and a D2S layer."""
+    header, arrays = fresh(base)
+    _resize_out(arrays, "gather.0", 2048)
+    _resize_in(arrays, "gather.1", 2048)
+    _resize_out(arrays, "hyper_synthesis.0", 2048)  # delivers 512
+    _resize_in(arrays, "hyper_synthesis.1", 512)
+    model = parse_model(build(header, arrays))
+    assert model.layers["gather.0"].weight.shape[0] == 2048
+    assert model_file.MAX_CHANNELS == K.MAX_CHANNELS == 2048
+
+
+def test_latent_channels_at_most_227():
+    """Clause 5.2: gather.6 has 3 K C_y <= 2048 outputs, so C_y <= 227."""
+    _, model = random_model(5, channels=dict(SMALL_CHANNELS, latent=227))
+    assert model.layers["gather.6"].weight.shape[0] == 2043
+    with pytest.raises(ModelShapeError) as info:
+        random_model(5, channels=dict(SMALL_CHANNELS, latent=228))
+    assert "gather.6 has 2052 outputs" in str(info.value)
+
+
+def test_d2s_layer_may_deliver_more_than_before(base):
+    """A consistent re-shaping of the synthesis is accepted (the checks are about consistency)."""
+    header, arrays = fresh(base)
+    _resize_out(arrays, "synthesis.1", 4 * 5)  # delivers 5 channels
+    _resize_in(arrays, "synthesis.2", 5)
+    parse_model(build(header, arrays))
+
+
+@pytest.mark.parametrize("key, value", [("latent_channels", 2049), ("latent_channels", 4097),
+                                        ("latent_channels", 0), ("hyper_channels", 0), ("hyper_channels", 2049),
+                                        ("hyper_channels", -1)])
+def test_header_channel_counts_are_shape_errors(base, key, value):
+    """Clause 9.4 item 2: C_y, C_z outside clause 5.2 (1..2048) is a ModelShapeError."""
+    header, arrays = fresh(base)
+    header[key] = value
+    err = expect(ModelShapeError, build(header, arrays))
+    assert key in str(err) and "1..2048" in str(err)
+
+
+def test_d2s_layer_output_before_d2s_is_limited(base):
+    """Clause 5.2: a D2S layer's outputs are counted before D2S: 2052 (delivering 513) is too many."""
+    header, arrays = fresh(base)
+    cz = header["hyper_channels"]
+    n1 = arrays["hyper_synthesis.1.weight"].shape[0]
+    arrays["hyper_synthesis.0.weight"] = np.ones((2052, cz, 3, 3), np.int16)
+    arrays["hyper_synthesis.0.bias"] = np.zeros(2052, np.int32)
+    arrays["hyper_synthesis.0.shift"] = np.zeros(2052, np.uint8)
+    arrays["hyper_synthesis.1.weight"] = np.ones((n1, 513, 3, 3), np.int16)
+    err = expect(ModelShapeError, build(header, arrays))
+    assert "hyper_synthesis.0 has 2052 outputs" in str(err)
+
+
+# --- clause 9.4 item 3: values [ModelValueError] --------------------------------------------
+
+@pytest.mark.parametrize("case", [
+    "shift_28", "shift_32", "shift_255", "inv_gain_shift_28", "inv_gain_shift_negative",
+    "clip_0", "clip_32768", "clip_negative", "synthesis_input_clip_0", "synthesis_input_clip_32768",
+    "output_clip_not_255", "inv_gain_negative", "inv_gain_65537", "inv_gain_shift_32",
+    "mask_centre", "mask_below", "mask_right", "z_cdf_first", "z_cdf_flat", "z_cdf_decreasing",
+    "z_cdf_last_65536", "z_cdf_padding", "z_lo_beyond", "z_hi_beyond", "z_count_0", "z_count_1025",
+    "num_rates_0", "num_rates_65",
+])
+def test_value_errors(base, case):
+    header, arrays = fresh(base)
+    c = 1
+    n_w = int(arrays["z_count"][c])
+    if case == "shift_28":
+        arrays["gather.5.shift"][0] = 28
+    elif case == "shift_32":
+        arrays["gather.5.shift"][0] = 32
+    elif case == "shift_255":
+        arrays["synthesis.6.shift"][-1] = 255
+    elif case == "inv_gain_shift_28":
+        header["inv_gain_shift"] = 28
+    elif case == "inv_gain_shift_negative":
+        header["inv_gain_shift"] = -1
+    elif case == "clip_negative":
+        header["clip"]["hyper_synthesis.0"] = -5
+    elif case == "clip_0":
+        header["clip"]["synthesis.3"] = 0
+    elif case == "clip_32768":
+        header["clip"]["context.3"] = 32768
+    elif case == "synthesis_input_clip_0":
+        header["synthesis_input_clip"] = 0
+    elif case == "synthesis_input_clip_32768":
+        header["synthesis_input_clip"] = 32768
+    elif case == "output_clip_not_255":
+        header["clip"]["synthesis.6"] = 254
+    elif case == "inv_gain_negative":
+        arrays["inv_gain"][0, 0] = -1
+    elif case == "inv_gain_65537":
+        arrays["inv_gain"][-1, -1] = 65537
+    elif case == "inv_gain_shift_32":
+        header["inv_gain_shift"] = 32
+    elif case.startswith("mask_"):
+        layer = {"mask_centre": "context.3", "mask_below": "context.5", "mask_right": "context.7"}[case]
+        w = arrays[f"{layer}.weight"]
+        k = w.shape[2]
+        p = k // 2
+        ky, kx = {"mask_centre": (p, p), "mask_below": (k - 1, 0), "mask_right": (p, k - 1)}[case]
+        assert not causal_mask(k)[ky, kx]
+        w[0, 0, ky, kx] = 1
+    elif case == "z_cdf_first":
+        arrays["z_cdf"][c, 0] = 1
+    elif case == "z_cdf_flat":
+        arrays["z_cdf"][c, 2] = arrays["z_cdf"][c, 1]
+    elif case == "z_cdf_decreasing":
+        arrays["z_cdf"][c, 2] = arrays["z_cdf"][c, 1] - 1
+    elif case == "z_cdf_last_65536":
+        arrays["z_cdf"][c, n_w] = 65536
+    elif case == "z_cdf_padding":
+        width = arrays["z_cdf"].shape[1]
+        c = int(np.argmin(arrays["z_count"]))
+        assert int(arrays["z_count"][c]) + 1 < width
+        arrays["z_cdf"][c, -1] = 65535
+    elif case == "z_lo_beyond":
+        arrays["z_lo"][c] = -16384
+    elif case == "z_hi_beyond":
+        arrays["z_lo"][c] = 16383 - n_w + 2  # lo + n_w - 1 == 16384
+    elif case == "z_count_0":
+        arrays["z_count"][c] = 0
+    elif case == "z_count_1025":
+        # z_cdf widened to max(z_count) + 1 = 1026 so that the shapes are consistent (clause 9.4 item 2).
+        arrays["z_count"][c] = 1025
+        z_cdf = np.full((len(arrays["z_cdf"]), 1026), 65536, np.int32)
+        z_cdf[:, : arrays["z_cdf"].shape[1]] = arrays["z_cdf"]
+        arrays["z_cdf"] = z_cdf
+    elif case == "num_rates_0":
+        header["num_rates"] = 0
+        arrays["inv_gain"] = arrays["inv_gain"][:0]
+    elif case == "num_rates_65":
+        header["num_rates"] = 65
+        arrays["inv_gain"] = np.resize(arrays["inv_gain"], (65, arrays["inv_gain"].shape[1]))
+    expect(ModelValueError, build(header, arrays))
+
+
+def test_value_limits_inclusive(base):
+    """The ends of every range of clause 9.4 item 3 are valid."""
+    header, arrays = fresh(base)
+    arrays["gather.5.shift"][0] = 27
+    arrays["gather.5.shift"][1] = 0
+    header["inv_gain_shift"] = 27
+    header["clip"]["gather.6"] = 32767  # gather.6 feeds no layer (clause 9.5)
+    header["clip"]["synthesis.2"] = 1
+    arrays["inv_gain"][0, 0], arrays["inv_gain"][0, 1] = 0, 65536
+    c = 1
+    n_w = int(arrays["z_count"][c])
+    arrays["z_cdf"][c, n_w] = 65535
+    arrays["z_lo"][c] = 16383 - n_w + 1  # lo + n_w - 1 == Z_MAX
+    arrays["z_lo"][0] = -16383
+    parse_model(build(header, arrays))
+    header["inv_gain_shift"] = 0
+    parse_model(build(header, arrays))
+
+
+@pytest.mark.parametrize("num_rates", [1, 64])
+def test_num_rates_limits_inclusive(base, num_rates):
+    header, arrays = fresh(base)
+    header["num_rates"] = num_rates
+    arrays["inv_gain"] = np.resize(arrays["inv_gain"], (num_rates, arrays["inv_gain"].shape[1]))
+    assert parse_model(build(header, arrays)).num_rates == num_rates
+
+
+def test_z_count_1025_without_wider_table_is_a_shape_error(base):
+    """Clause 9.4 item 2 comes first: z_cdf must be (C_z, max(z_count) + 1) before z_count's range
+    (item 3) is looked at."""
+    header, arrays = fresh(base)
+    arrays["z_count"][1] = 1025
+    err = expect(ModelShapeError, build(header, arrays))
+    assert "z_cdf" in str(err)
+
+
+def test_random_model_shifts_stay_within_27():
+    """random_model clips its shifts to 0..27 (clause 9.3): its models stay valid (random_model
+    parses what it writes) for small and large activation clips."""
+    for kwargs in ({}, {"act_clip": 1}, {"act_clip": 32767}, {"profile": "W8A16", "act_clip": 1}):
+        _, model = random_model(9, **kwargs)
+        assert 0 <= min(int(layer.shift.min()) for layer in model.layers.values())
+        assert max(int(layer.shift.max()) for layer in model.layers.values()) <= K.MAX_SHIFT
+
+
+# --- clause 9.5: the accumulator bound [AccumulatorOverflowRisk] --------------------------------
+
+@pytest.mark.parametrize("layer", ["hyper_synthesis.0", "hyper_synthesis.2", "context.5", "gather.0", "gather.6",
+                                   "synthesis.0", "synthesis.3", "synthesis.6"])
+@pytest.mark.parametrize("sign", [1, -1])
+def test_accumulator_bound_is_exact(base, layer, sign):
+    header, arrays = fresh(base)
+    # Make gather.0's in_max the largest of four different clips, so a wrong choice shows.
+    header["clip"].update({"hyper_synthesis.2": 700, "context.3": 900, "context.5": 5000, "context.7": 800})
+    header["synthesis_input_clip"] = 3000
+    in_max = input_bounds(header)[layer]
+    assert in_max == {"hyper_synthesis.0": 255, "context.5": 255, "gather.0": 5000, "synthesis.0": 3000}.get(
+        layer, header["clip"][LAYER_NAMES[LAYER_NAMES.index(layer) - 1]])
+    o = arrays[f"{layer}.weight"].shape[0] - 1  # the last output channel
+    s = int(np.abs(arrays[f"{layer}.weight"][o].astype(np.int64)).sum())
+    assert 0 < s * in_max < LIMIT
+    arrays[f"{layer}.bias"][o] = sign * (LIMIT - 1 - s * in_max)  # sum|W| * in_max + |b| == 2^31 - 1
+    parse_model(build(header, arrays))
+    arrays[f"{layer}.bias"][o] = sign * (LIMIT - s * in_max)  # == 2^31
+    err = expect(AccumulatorOverflowRisk, build(header, arrays))
+    assert layer in str(err) and f"output channel {o}" in str(err)
+
+
+def test_accumulator_bound_from_weights_alone(base):
+    """sum|W| * in_max alone reaching 2^31 (with the clip of the previous layer as in_max)."""
+    header, arrays = fresh(base)
+    layer, prev = "gather.3", "gather.2"
+    w = arrays[f"{layer}.weight"]
+    w[:] = 0
+    w[1:, 0, 0, 0] = 1
+    w[0, :2, 0, 0] = [32767, -32767]  # sum|W| = 65534
+    arrays[f"{layer}.bias"][:] = 0
+    header["clip"][prev] = 32767  # 65534 * 32767 = 2147352578 < 2^31: fine
+    parse_model(build(header, arrays))
+    w[0, 2, 0, 0] = 5  # 65539 * 32767 = 2147516813 >= 2^31
+    expect(AccumulatorOverflowRisk, build(header, arrays))
+    header["clip"][prev] = 32766  # 65539 * 32766 = 2147451274 < 2^31
+    parse_model(build(header, arrays))
+
+
+def test_context_in_max_is_255_not_the_clip(base):
+    header, arrays = fresh(base)
+    s = int(np.abs(arrays["context.3.weight"][0].astype(np.int64)).sum())
+    arrays["context.3.bias"][0] = LIMIT - 1 - 255 * s
+    header["clip"] = {k: (1 if k != "synthesis.6" else 255) for k in header["clip"]}
+    parse_model(build(header, arrays))
+
+
+# --- clause 9.4: the order of the checks -------------------------------------------------------
+
+def _violate(header, arrays, what):
+    """Introduce one violation of the given group into (header, arrays)."""
+    if what == "format":
+        header["colour"] = "blue"
+    elif what == "format_member":
+        arrays["gather.2.bias"] = arrays["gather.2.bias"].astype(np.int64)
+    elif what == "shape_limit":
+        header["latent_channels"] = 2049
+    elif what == "shape":
+        arrays["synthesis.0.bias"] = arrays["synthesis.0.bias"][:-1]
+    elif what == "value_header":
+        header["weight_bits"] = 8
+    elif what == "value":
+        arrays["synthesis.4.shift"][1] = 28
+    elif what == "accumulator":
+        arrays["gather.3.bias"][0] = 2 ** 31 - 1
+    else:
+        raise AssertionError(what)
+
+
+ORDER = [("format", ModelFormatError), ("format_member", ModelFormatError), ("shape_limit", ModelShapeError),
+         ("shape", ModelShapeError), ("value_header", ModelValueError), ("value", ModelValueError),
+         ("accumulator", AccumulatorOverflowRisk)]
+
+
+@pytest.mark.parametrize("first, later", [(a, b) for i, (a, _) in enumerate(ORDER) for b, _ in ORDER[i + 1:]
+                                          if a.split("_")[0] != b.split("_")[0]])
+def test_check_order(base, first, later):
+    """Clause 9.4: format, then shapes, then values, then the accumulator bound: with one violation
+    of each of two groups, the earlier group is reported."""
+    header, arrays = fresh(base)
+    _violate(header, arrays, later)
+    expect(dict(ORDER)[later], build(header, arrays))
+    _violate(header, arrays, first)
+    expect(dict(ORDER)[first], build(header, arrays))
+
+
+def test_weight_bits_mismatch_is_a_value_error_after_shapes(base):
+    """weight_bits vs profile is item 3: the member dtypes follow the profile (item 1), and a shape
+    error is reported before the mismatch."""
+    header, arrays = fresh(base)
+    header["weight_bits"] = 8
+    err = expect(ModelValueError, build(header, arrays))
+    assert "weight_bits" in str(err)
+    arrays["gather.0.weight"] = arrays["gather.0.weight"][:, :-1]
+    expect(ModelShapeError, build(header, arrays))
+
+
+def test_channel_limits_before_consistency(base):
+    """Clause 9.4 item 2: the clause 5.2 limits are checked before the consistency rules, whichever
+    layer comes first in the network."""
+    header, arrays = fresh(base)
+    arrays["hyper_synthesis.0.weight"] = arrays["hyper_synthesis.0.weight"][:, :-1]  # inconsistent inputs
+    _resize_out(arrays, "synthesis.5", 2052)  # a later layer beyond the limit
+    err = expect(ModelShapeError, build(header, arrays))
+    assert "synthesis.5 has 2052 outputs" in str(err)
+    header["hyper_channels"] = 0
+    err = expect(ModelShapeError, build(header, arrays))
+    assert "hyper_channels" in str(err)
+
+
+def test_value_checks_in_order(base):
+    """Clause 9.4 item 3's own order: the header ranges before the weights, shifts, ..., z tables."""
+    header, arrays = fresh(base)
+    arrays["z_cdf"][1, 0] = 1
+    assert "z_cdf" in str(expect(ModelValueError, build(header, arrays)))
+    arrays["context.3.weight"][0, 0, 1, 1] = 1  # the centre tap: outside the mask
+    assert "causal mask" in str(expect(ModelValueError, build(header, arrays)))
+    arrays["inv_gain"][0, 0] = -1
+    assert "inv_gain" in str(expect(ModelValueError, build(header, arrays)))
+    arrays["gather.1.shift"][0] = 28
+    assert "gather.1.shift" in str(expect(ModelValueError, build(header, arrays)))
+    arrays["gather.1.weight"][0, 0, 0, 0] = -32768
+    assert "gather.1.weight" in str(expect(ModelValueError, build(header, arrays)))
+    header["clip"]["gather.4"] = 0
+    assert "gather.4" in str(expect(ModelValueError, build(header, arrays)))
+    header["inv_gain_shift"] = 28
+    assert "inv_gain_shift" in str(expect(ModelValueError, build(header, arrays)))
+    header["weight_bits"] = 8
+    assert "weight_bits" in str(expect(ModelValueError, build(header, arrays)))
+
+
+# --- clause 9.1 and 9.2: integers, duplicates, .npy format ---------------------------------------
+
+def test_weight_bits_must_be_an_integer(base):
+    header, arrays = fresh(base)
+    header["weight_bits"] = 16.0
+    expect(ModelFormatError, build(header, arrays))
+
+
+@pytest.mark.parametrize("value", [True, 1.0])
+def test_format_version_must_be_the_integer_1(base, value):
+    header, arrays = fresh(base)
+    header["format_version"] = value
+    expect(ModelFormatError, build(header, arrays))
+
+
+@pytest.mark.parametrize("variant", ["npy_v2", "fortran"])
+def test_npy_version_and_order(base, small_model_file, variant):
+    members = members_of(small_model_file[0])
+    buf = io.BytesIO()
+    if variant == "npy_v2":
+        np.lib.format.write_array(buf, base[1]["gather.1.bias"], version=(2, 0))
+        members["gather.1.bias.npy"] = buf.getvalue()
+    else:
+        np.lib.format.write_array(buf, np.asfortranarray(base[1]["gather.1.weight"]), version=(1, 0))
+        members["gather.1.weight.npy"] = buf.getvalue()
+    expect(ModelFormatError, zip_of(members))
+
+
+@pytest.mark.parametrize("what", ["member", "json_key"])
+def test_duplicates_are_rejected(base, small_model_file, what):
+    """Clause 9.1 / 9.2: duplicate member names and duplicate JSON keys are rejected (otherwise one
+    decoder might take the first, another the last, and one model id decode two ways)."""
+    members = members_of(small_model_file[0])
+    if what == "member":
+        w = base[1]["gather.1.weight"].copy()
+        w[0, 0, 0, 0] ^= 1
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for name, payload in members.items():
+                zf.writestr(name, payload)
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                zf.writestr("gather.1.weight.npy", _npy_bytes(w))
+        data = buf.getvalue()
+    else:
+        text = json.dumps(base[0])[:-1] + ', "inv_gain_shift": 13}'
+        members["header.npy"] = header_npy(text)
+        data = zip_of(members)
+    err = expect(ModelFormatError, data)
+    assert "duplicate" in str(err)
+
+
+def test_small_channels_constant_matches_model(small_model):
+    """Sanity: the fixture really is the small configuration the tests assume."""
+    assert small_model.latent_channels == SMALL_CHANNELS["latent"]
+    assert small_model.hyper_channels == SMALL_CHANNELS["hyper"]
+    assert {spec.name for spec in CONTEXT} <= set(small_model.layers)

@@ -1,0 +1,87 @@
+"""The PyTorch implementation: training smoke test, integeriser guarantees, encoder/decoder agreement."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from refdec import constants as K  # noqa: E402
+from refdec.model_file import parse_model, serialize_model  # noqa: E402
+
+from refcodec import integerise as integ  # noqa: E402
+from refcodec.model import FloatCodec  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_DIR = ROOT.parent / "shared" / "data" / "train"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.skipif(not TRAIN_DIR.is_dir(), reason="training data not present")
+def test_training_smoke_and_resume(tmp_path):
+    from refcodec import train
+
+    run = tmp_path / "run"
+    common = ["--data", str(TRAIN_DIR), "--run-dir", str(run), "--batch", "2", "--crop", "64",
+              "--max-images", "3", "--crops-per-image", "1", "--log-every", "1", "--checkpoint-every", "1"]
+    assert train.main(common + ["--steps", "2"]) == 0
+    state = torch.load(run / "last.pt", weights_only=False)
+    assert state["step"] == 2
+    before = {k: v.clone() for k, v in state["model"].items()}
+    assert train.main(common + ["--steps", "3", "--resume", "--export", str(tmp_path / "w.pt")]) == 0
+    state = torch.load(run / "last.pt", weights_only=False)
+    assert state["step"] == 3
+    assert any(not torch.equal(before[k], state["model"][k]) for k in before)  # it learned something
+    exported = torch.load(tmp_path / "w.pt", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in exported.values())
+
+
+@pytest.mark.parametrize("wbits", [16, 8])
+def test_quantise_layer_respects_weight_range_and_accumulator_bound(wbits):
+    rng = np.random.default_rng(wbits)
+    for trial in range(20):
+        cout, cin, k = 8, int(rng.integers(1, 300)), int(rng.choice([1, 3]))
+        w = rng.normal(0, 10 ** rng.uniform(-3, 1), size=(cout, cin, k, k))
+        b = rng.normal(0, 10 ** rng.uniform(-2, 2), size=cout)
+        f_in, f_out = int(rng.integers(0, 12)), int(rng.integers(0, 10))
+        in_max = int(rng.integers(1, 32768))
+        wmax = 2 ** (wbits - 1) - 1
+        try:
+            wq, bq, shift = integ.quantise_layer(w, b, f_in, f_out, in_max, wbits)
+        except ValueError:
+            # Infeasible only if some channel's largest representable exponent gives a negative shift.
+            peak = np.abs(w.reshape(cout, -1)).max(axis=1)
+            assert np.any(np.floor(np.log2(wmax / peak)) + f_in - f_out < 0)
+            continue
+        assert np.abs(wq).max() <= wmax
+        worst = np.abs(wq).reshape(cout, -1).sum(axis=1) * in_max + np.abs(bq)
+        assert worst.max() < 2**31
+        assert shift.min() >= 0 and shift.max() <= K.MAX_SHIFT
+        # The exponent is the largest allowed: one more bit would break a constraint or the shift limit.
+        f_w = shift - f_in + f_out
+        for o in range(cout):
+            q2 = np.round(w[o] * 2.0 ** (f_w[o] + 1))
+            b2 = round(float(b[o]) * 2.0 ** (f_w[o] + 1 + f_in))
+            assert (np.abs(q2).max() > wmax or np.abs(q2).sum() * in_max + abs(b2) >= 2**31
+                    or shift[o] + 1 > K.MAX_SHIFT)
+
+
+@pytest.mark.parametrize("profile", ["W16A16", "W8A16"])
+def test_integerised_random_float_model_is_a_valid_model_file(profile):
+    torch.manual_seed(0)
+    model = FloatCodec().eval()
+    maxima = {name: 10.0 for name in list(integ.float_layers(model)) + ["synthesis_input"]}
+    it = integ.Integeriser(model, maxima, profile)
+    header, arrays = it.build()
+    header["description"] = "test"
+    parsed = parse_model(serialize_model(header, arrays))  # clause 9.4 and 9.5 validation
+    assert parsed.header["profile"] == profile
+    assert parsed.layers["gather.6"].weight.shape[0] == 3 * K.NUM_MIXTURES * K.LATENT_CHANNELS

@@ -1,0 +1,113 @@
+"""Clause 10: the normative tables, their digests, and the generator of annex A.3."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from refdec import tables
+from refdec.tables import INV_SCALE, PHI, SCALE_Q, TABLE_DIGESTS
+
+from conftest import REFDEC_DIR, SPEC_DIR, TOOLS_DIR
+
+TABLE_FILES = ("gaussian_cdf.txt", "scale_q.txt", "inv_scale.txt")
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def make_tables():
+    spec = importlib.util.spec_from_file_location("make_tables", TOOLS_DIR / "make_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def spec_digests():
+    """file name -> digest, as written in spec/07-tables.md."""
+    text = (SPEC_DIR / "07-tables.md").read_text()
+    found = dict(re.findall(r"file `([a-z_]+\.txt)`, SHA-256\s*`([0-9a-f]{64})`", text))
+    return found
+
+
+def test_make_tables_regenerates_files_byte_for_byte(tmp_path):
+    out = tmp_path / "tables"
+    proc = subprocess.run([sys.executable, str(TOOLS_DIR / "make_tables.py"), str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(TABLE_FILES)
+    for name in TABLE_FILES:
+        assert (out / name).read_bytes() == (REFDEC_DIR / "tables" / name).read_bytes(), name
+
+
+def test_table_file_format():
+    """One decimal integer per line, each line ending in a line feed (clause 10)."""
+    for name in TABLE_FILES:
+        data = (REFDEC_DIR / "tables" / name).read_bytes()
+        assert data.endswith(b"\n") and b"\r" not in data
+        lines = data.decode("ascii").split("\n")[:-1]
+        assert all(re.fullmatch(r"-?(0|[1-9][0-9]*)", line) for line in lines), name
+
+
+def test_spec_states_every_digest(spec_digests):
+    assert set(spec_digests) == set(TABLE_FILES)
+
+
+@pytest.mark.parametrize("name", TABLE_FILES)
+def test_digests_agree(spec_digests, name):
+    """Clause 10: the file's digest, the spec's digest and refdec.tables.TABLE_DIGESTS are one value."""
+    actual = _sha(REFDEC_DIR / "tables" / name)
+    assert actual == spec_digests[name]
+    assert actual == TABLE_DIGESTS[name]
+
+
+def test_loader_rejects_a_modified_table(monkeypatch):
+    monkeypatch.setitem(tables.TABLE_DIGESTS, "scale_q.txt", "0" * 64)
+    with pytest.raises(RuntimeError, match="corrupt"):
+        tables._load("scale_q.txt")
+
+
+def test_phi_table():
+    """Clause 10.1: PHI[0 .. 4096], PHI[0] = 0, PHI[2048] = 32768, PHI[4096] = 65536, non-decreasing."""
+    assert PHI.shape == (4097,)
+    assert PHI[0] == 0 and PHI[2048] == 32768 and PHI[4096] == 65536
+    assert np.all(np.diff(PHI) >= 0)
+    # Symmetry of the normal CDF survives rounding away from the exact-tie case.
+    assert np.all(PHI + PHI[::-1] == 65536)
+    for i in (-2048, -600, -256, -1, 0, 1, 100, 256, 512, 2047):
+        assert PHI[i + 2048] == round(65536 * 0.5 * math.erfc(-(i / 256) / math.sqrt(2)))
+
+
+def test_scale_tables():
+    """Clause 10.2: stated end values, monotone, and consistent with sigma_k = 0.11 * 2^(k/16)."""
+    assert SCALE_Q.shape == (160,) and INV_SCALE.shape == (160,)
+    assert SCALE_Q[0] == 28 and SCALE_Q[159] == 27613
+    assert INV_SCALE[0] == 37236 and INV_SCALE[159] == 38
+    assert np.all(np.diff(SCALE_Q) >= 0) and np.all(np.diff(INV_SCALE) <= 0)
+    # SCALE_Q (units 2^-8) times INV_SCALE (units 2^-12) is about 2^20.
+    prod = SCALE_Q * INV_SCALE / float(1 << 20)
+    assert np.all(np.abs(prod - 1) < 0.05)
+
+
+def test_table_bounds_used_by_clause_7_9():
+    """The bounds that clause 7.9 derives from the tables."""
+    assert SCALE_Q.max() == 27613
+    assert (6 * int(SCALE_Q.max()) + 2) >> 2 == 41420          # largest span
+    assert (1 << 15) * int(INV_SCALE.max()) < 1 << 31            # |u| < 2^31
+
+
+def test_generator_functions_match_annex_a3(make_tables):
+    assert make_tables.gaussian_cdf_table() == PHI.tolist()
+    assert make_tables.scale_q_table() == SCALE_Q.tolist()
+    assert make_tables.inv_scale_table() == INV_SCALE.tolist()
+    assert make_tables.render([1, -2, 30]) == "1\n-2\n30\n"
