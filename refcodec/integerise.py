@@ -359,20 +359,25 @@ def search(integ: Integeriser, samples, log=print):
                 f"range {min(results.values()):.4g}..{max(results.values()):.4g})")
 
 
-def integerise(checkpoint: Path, profile: str, calib_files, crop: int, rates, log=print):
+def integerise(checkpoint: Path, profile: str, calib_files, crop: int, rates, log=print, fixed_bits=None):
     model = load_float_model(checkpoint).double().eval()
     images = load_calibration(calib_files, crop)
     t0 = time.time()
     maxima, samples = calibrate(model, images, rates)
     log(f"calibrated on {len(images)} images x {len(rates)} rates in {time.time() - t0:.1f}s")
     integ = Integeriser(model.float(), maxima, profile)
-    search(integ, samples, log)
+    if fixed_bits is None:
+        search(integ, samples, log)
+    else:
+        integ.bits.update(fixed_bits)
     header, arrays = integ.build()
     header["description"] = f"refdec test model, {profile}, integerised from {checkpoint.name}"
     header["provenance"] = {
         "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
         "calibration": [Path(f).name for f in calib_files], "calibration_crop": crop, "rates": list(rates),
-        "bits": dict(sorted(integ.bits.items())), "command": "python -m refcodec.integerise",
+        "bits": dict(sorted(integ.bits.items())),
+        "command": (f"python -m refcodec.integerise --checkpoint {checkpoint.as_posix()} --profile {profile} "
+                    f"--calibration-images {len(calib_files)} --crop {crop} --rates {','.join(map(str, rates))}"),
     }
     data = serialize_model(header, arrays)
     parse_model(data, where="integerised model")  # full clause 9.4/9.5 validation
@@ -394,11 +399,16 @@ def main(argv=None):
     ap.add_argument("--calibration-images", type=int, default=4)
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--rates", default="0,2,5")
+    ap.add_argument("--bits-from", type=Path,
+                    help="skip the search: reuse the bit widths recorded in this model file's provenance")
     args = ap.parse_args(argv)
     torch.set_grad_enabled(False)
     files = default_calibration_files(args.data, args.calibration_images)
     rates = [int(r) for r in args.rates.split(",")]
-    data = integerise(args.checkpoint, args.profile, files, args.crop, rates)
+    fixed = None
+    if args.bits_from:
+        fixed = parse_model(args.bits_from.read_bytes(), str(args.bits_from)).header["provenance"]["bits"]
+    data = integerise(args.checkpoint, args.profile, files, args.crop, rates, fixed_bits=fixed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(data)
     print(f"wrote {args.out} ({len(data)} bytes, model id {model_id_of(data).hex()})")

@@ -2,8 +2,8 @@
 
 The decoder-side networks (hyper synthesis, context model, gather network,
 synthesis) have exactly the structure that the integer decoder of spec
-clause 8 runs; the analysis transforms are float and encoder-only. Training
-uses the linearised softmax and the scale index grid of clause 8.5 itself, so
+clause 7 runs; the analysis transforms are float and encoder-only. Training
+uses the linearised softmax and the scale index grid of clause 7.8 itself, so
 that integerisation changes only the precision of weights and activations.
 """
 
@@ -51,7 +51,7 @@ NUM_RATES = 6
 
 
 def causal_mask(kernel: int) -> torch.Tensor:
-    """Raster-causal mask of clause 8.3: rows above, and positions to the left."""
+    """Raster-causal mask of clause 5.1: rows above, and positions to the left."""
     mask = torch.zeros(kernel, kernel)
     centre = kernel // 2
     mask[:centre, :] = 1
@@ -132,16 +132,41 @@ class FactorizedDensity(nn.Module):
         return torch.sigmoid(self.logits_cdf(v)).reshape(c, -1)
 
 
+class _InwardClamp(torch.autograd.Function):
+    """clamp(x, lo, hi) whose gradient also flows outside the range when it points back inside.
+
+    A plain clamp has zero gradient outside [lo, hi], so a parameter that starts
+    below the range could never return. The forward value is exactly clamp().
+    """
+
+    @staticmethod
+    def forward(ctx, x, lo, hi):
+        ctx.save_for_backward(x)
+        ctx.lo, ctx.hi = lo, hi
+        return torch.clamp(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        lo_ok = (x >= ctx.lo) | (grad < 0)  # descent moves x against grad: up when grad < 0
+        hi_ok = (x <= ctx.hi) | (grad > 0)
+        return grad * (lo_ok & hi_ok), None, None
+
+
+def inward_clamp(x, lo=None, hi=None):
+    return _InwardClamp.apply(x, -math.inf if lo is None else lo, math.inf if hi is None else hi)
+
+
 def scale_from_index(s):
-    """sigma = SCALE_MIN * 2^(s/16), s clamped to the index range (clause 8.5, informative formula)."""
-    s = torch.clamp(s, 0, K.NUM_SCALES - 1)
+    """sigma = SCALE_MIN * 2^(s/16), s clamped to the index range (clause 7.8; formula of annex A.3)."""
+    s = inward_clamp(s, 0, K.NUM_SCALES - 1)
     return K.SCALE_MIN * torch.pow(2.0, s / K.SCALE_STEPS_PER_OCTAVE)
 
 
 def linearised_softmax(logits, dim):
-    """Clause 8.5 in float: e_k = max(2^-8, 1 + l_k - max_j l_j); w_k = e_k / sum e."""
+    """Clause 7.8 in float: e_k = max(2^-8, 1 + l_k - max_j l_j); w_k = e_k / sum e."""
     u = logits - logits.max(dim=dim, keepdim=True).values
-    e = torch.clamp(1 + u, min=1.0 / K.LOGIT_ONE)
+    e = inward_clamp(1 + u, lo=1.0 / K.LOGIT_ONE)
     return e / e.sum(dim=dim, keepdim=True)
 
 

@@ -2,9 +2,12 @@
 
     refdec decode IN -o OUT [--raw] [--trace-dir DIR] [--model PATH]... [--band-rows N] [-q]
     refdec info IN [--json] [--model PATH]...
+    refdec check [VECTORS] [--decoder "CMD {in} {out}"] [--outputs DIR] [--trace-dir DIR]
+                 [--subset NAME] [-j N] [--json FILE] [--junit FILE] [--timeout S]
 
 Exit status: 0 on success, 2 on invalid input (any error of spec clause 11.2), on a file
-that cannot be read or written, and on a usage error. Every failure prints exactly one line
+that cannot be read or written, and on a usage error; `check` exits 1 when a vector does not
+pass (spec clause 11.5.3). Every failure prints exactly one line
 to stderr, `refdec: error: ...`; invalid input never produces a traceback.
 
 Adding a subcommand (for example `check`): write `_add_NAME(subparsers)`, which builds the
@@ -220,9 +223,33 @@ def _add_info(subparsers) -> None:
     p.set_defaults(func=_cmd_info)
 
 
+# --- check --------------------------------------------------------------------------------
+
+def _cmd_check(args) -> int:
+    from .check import CheckUsageError, run
+    from .conformance import ManifestError
+
+    try:
+        return run(args)
+    except (CheckUsageError, ManifestError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _add_check(subparsers) -> None:
+    from .check import add_arguments
+
+    p = subparsers.add_parser("check", help="check a decoder against the conformance vectors (clause 11.5)",
+                              description="Check refdec, another decoder (--decoder) or outputs made elsewhere "
+                                          "(--outputs) against a conformance vector set (spec clause 11.5). "
+                                          "Exit status 0 only when every vector passes, 1 otherwise, 2 on a "
+                                          "usage error or an invalid vector set.")
+    add_arguments(p)
+    p.set_defaults(func=_cmd_check)
+
+
 # --- entry point --------------------------------------------------------------------------
 
-SUBCOMMANDS = [_add_decode, _add_info]
+SUBCOMMANDS = [_add_decode, _add_info, _add_check]
 
 
 def build_parser() -> argparse.ArgumentParser:

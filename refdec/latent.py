@@ -6,11 +6,10 @@ import numpy as np
 
 from . import constants as K
 from .architecture import CONTEXT, GATHER
-from .entropy import (CONTEXT_REACH, coding_windows, context_model, cumulative_frequencies, gather_network,
-                      mixture_parameters)
+from .entropy import CONTEXT_REACH, coding_cdfs, coding_windows, context_model, gather_network, mixture_parameters
 from .model_file import Model
 from .range_decoder import RangeDecoder
-from .symbols import decode_value
+from .symbols import decode_values
 
 
 def wavefronts(hy: int, wy: int):
@@ -64,8 +63,8 @@ def decode_y(decoder: RangeDecoder, model: Model, hyper: np.ndarray, trace: Trac
         params = gather_network(model, hyper[ys, xs], contexts, gather_rows)
         mix = mixture_parameters(params, cy)
         lo, hi = coding_windows(mix)
-        cdf = cumulative_frequencies(mix, lo, hi)
-        values = _decode_elements(decoder, cdf.tolist(), lo.tolist(), hi.tolist())
+        cdf, offsets = coding_cdfs(mix, lo, hi)  # clause 7.9, C(j) of every element
+        values = _decode_elements(decoder, cdf, offsets, lo, hi)
         block = np.array(values, dtype=np.int64).reshape(len(ys), cy)
         y_hat[ys, xs] = block
         q_padded[ys + r, xs + r] = np.clip(block, -K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX)
@@ -82,10 +81,6 @@ def decode_y(decoder: RangeDecoder, model: Model, hyper: np.ndarray, trace: Trac
     return y_hat.transpose(2, 0, 1)
 
 
-def _decode_elements(decoder: RangeDecoder, cdfs, los, his):
-    """Clause 7.10 for the elements of one wavefront, in symbol order."""
-    values = []
-    append = values.append
-    for cdf, lo, hi in zip(cdfs, los, his):
-        append(decode_value(decoder, cdf, hi - lo + 1, lo, hi, K.Y_MAX))
-    return values
+def _decode_elements(decoder: RangeDecoder, cdf: np.ndarray, offsets: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """Clause 7.10 for the elements of one wavefront, in symbol order (C(j) of element e at cdf[offsets[e] + j])."""
+    return decode_values(decoder, memoryview(cdf), offsets, lo, hi - lo + 1, K.Y_MAX)

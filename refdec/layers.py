@@ -8,16 +8,32 @@ and binary64 represents all such integers exactly (clause 11.1 allows
 floating-point types on exactly this condition). load-time validation
 (model_file.check_accumulator_bound) proves the bound for every model that
 reaches this code.
+
+Non-normative speed-ups, exact for the same reason:
+
+- The products run on scaled weights W * 2^-s[o] with one extra row
+  b * 2^-s[o] + 1/2 (multiplied by a column of ones), so that the product is
+  directly u = acc * 2^-s + 1/2. Scaling by a power of two is exact, and every
+  partial sum is a multiple of 2^-max(s, 1) below 2^(31-s) + 1/2 in magnitude:
+  at most 34 significant bits, inside binary64's 53. Requant then needs no
+  multiply or add (see requant_shifted).
+- The im2col matrix is built tile by tile (TILE_POSITIONS output positions) in
+  a reused buffer that stays in cache, instead of for a whole band at once.
+- A layer with few outputs (the last synthesis layer) multiplies the input by
+  all k*k taps' weights at once and sums the shifted per-tap planes
+  (conv_planar); every plane value is a partial sum of the same terms, so it
+  is exact too.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
-from .arith import requant_float
 from .model_file import Layer, Model
 
-IM2COL_BYTES = 48 << 20  # informative: memory per im2col chunk
+TILE_POSITIONS = 512  # informative: output positions per im2col product (a tile of rows x columns)
+PLANAR_BYTES = 8 << 20  # informative: bytes of per-tap planes per product in conv_planar
 
 
 def weight_matrix(model: Model, layer: Layer) -> np.ndarray:
@@ -29,11 +45,202 @@ def weight_matrix(model: Model, layer: Layer) -> np.ndarray:
     return model.cache[key]
 
 
+def scaled_weights(model: Model, layer: Layer):
+    """Non-normative: (matrix, constant) with matrix = weight_matrix * 2^-s[o] and constant = b * 2^-s[o] + 1/2.
+
+    The matrix has one more row holding the constant, then zero rows up to a
+    multiple of 8 rows (so that the im2col rows stay aligned); an im2col row
+    with a 1 in the constant's column gets the bias added by the product. For a
+    D2S layer the columns (and the constants) are in the order (i, j, c) of
+    _d2s_order instead of 4c + 2i + j (see conv_tiles). Cached.
+    """
+    key = ("scaled", layer.name)
+    if key not in model.cache:
+        scale = np.ldexp(1.0, -layer.shift.astype(np.int64))
+        const = layer.bias.astype(np.float64) * scale + 0.5
+        w = layer.weight.astype(np.float64) * scale[:, None, None, None]
+        w = w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0])  # as weight_matrix, scaled
+        rows = -(-(w.shape[0] + 1) // 8) * 8
+        m = np.zeros((rows, w.shape[1]))
+        m[: w.shape[0]] = w
+        m[w.shape[0]] = const
+        if layer.depth_to_space:
+            order = _d2s_order(layer)
+            m, const = np.ascontiguousarray(m[:, order]), const[order]
+        model.cache[key] = (m, const)
+    return model.cache[key]
+
+
+def output_bounds(layer: Layer, out_range=None):
+    """Non-normative: the (lo, hi) of the final Clip3 of clause 4.5 (clause 7.12 for the output layer)."""
+    return out_range if out_range is not None else (-layer.clip, layer.clip)
+
+
+def requant_shifted(u: np.ndarray, leaky: bool, lo, hi, tmp: np.ndarray | None = None, out=None,
+                    u_shape=None) -> np.ndarray:
+    """Non-normative: Clip3(lo, hi, Requant(acc, s, leaky)) from u = acc * 2^-s + 1/2, in place.
+
+    With t = acc * 2^-s: Round2(acc, s) = floor(t + 1/2) (for s = 0 too, t being
+    an integer), and Round2(acc, s + 3) = floor(t/8 + 1/2) = floor(u/8 + 7/16).
+    For leaky, the second applies exactly when acc < 0, i.e. u < 1/2, which is
+    where u/8 + 7/16 > u: so Requant = floor(max(u, u/8 + 7/16)). Each step is
+    exact in binary64 (powers-of-two scaling; sums of at most 35 significant
+    bits), and Clip3 to integer bounds commutes with floor.
+
+    The result goes to out (u itself by default; u viewed as u_shape), which may be
+    a strided view of a larger array.
+    """
+    if leaky:
+        t = np.multiply(u, 0.125, out=tmp if tmp is not None else None)
+        t += 0.4375
+        np.maximum(u, t, out=u)
+    np.clip(u, lo, hi, out=u)
+    if out is None:
+        return np.floor(u, out=u)
+    return np.floor(u.reshape(u_shape) if u_shape is not None else u, out=out, casting="unsafe")
+
+
 def activate(acc: np.ndarray, layer: Layer, out_range=None) -> np.ndarray:
     """Clause 4.5 second line: Clip3(-A, A, Requant(acc, s, leaky)); clause 7.12 for the output layer."""
-    v = requant_float(acc, layer.shift, layer.leaky)
-    lo, hi = out_range if out_range is not None else (-layer.clip, layer.clip)
-    return np.clip(v, lo, hi, out=v)
+    u = acc * np.ldexp(1.0, -layer.shift.astype(np.int64))  # exact: a power-of-two scaling
+    u += 0.5
+    lo, hi = output_bounds(layer, out_range)
+    return requant_shifted(u, layer.leaky, lo, hi)
+
+
+def _buffer(scratch: dict, name: str, size: int) -> np.ndarray:
+    """Non-normative: a float64 scratch vector of at least `size` elements, reused between calls."""
+    if name not in scratch or len(scratch[name]) < size:
+        scratch[name] = np.empty(size)
+    return scratch[name][:size]
+
+
+def _d2s_order(layer: Layer) -> np.ndarray:
+    """Non-normative: output columns reordered (i, j, c) from clause 4.6's 4c + 2i + j, for D2S layers."""
+    c = layer.weight.shape[0] // 4
+    q = np.arange(4 * c)
+    return 4 * (q % c) + q // c
+
+
+def conv_tiles(model: Model, layer: Layer, src: np.ndarray, rows: int, dest: np.ndarray, out_range=None,
+               scratch: dict | None = None) -> None:
+    """Non-normative: clause 4.5 (and 4.6 where the layer has D2S) from a zero-padded input, tile by tile.
+
+    src is (rows + 2p, cols + 2p, I) with src[y + ky][x + kx] = X[y + ky - p][x + kx - p]
+    for output row y (0 <= y < rows), column x and tap (ky, kx): the input with
+    its zero padding (clause 4.5). dest receives the layer's output Y, (rows,
+    cols, O), or for a D2S layer DepthToSpace(Y), (2 rows, 2 cols, O / 4); it
+    may be a view of a larger array.
+
+    For a D2S layer the product's columns are ordered (i, j, c) so that each
+    output position's four c-vectors are contiguous, and requant's last step
+    (floor) writes them straight to their places in dest.
+
+    scratch, a dict that the caller keeps between calls, holds the tile buffers
+    for reuse.
+    """
+    k, p = layer.kernel, layer.kernel // 2
+    cols, cin = src.shape[1] - 2 * p, src.shape[2]
+    assert src.shape[0] == rows + 2 * p
+    if rows <= 0 or cols <= 0:
+        return
+    wmat, _ = scaled_weights(model, layer)  # for a D2S layer, columns ordered (i, j, c)
+    d2s = layer.depth_to_space
+    if d2s:
+        c_out = wmat.shape[1] // 4
+        assert dest.shape == (2 * rows, 2 * cols, c_out)
+        s0, s1, s2 = dest.strides
+        # dest_q[y][x][i][j][c] is dest[2y + i][2x + j][c]
+        dest_q = as_strided(dest, shape=(rows, cols, 2, 2, c_out), strides=(2 * s0, 2 * s1, s0, s1, s2))
+    else:
+        assert dest.shape == (rows, cols, wmat.shape[1])
+    kk = k * k * cin
+    tile_cols = min(cols, TILE_POSITIONS)
+    tile_rows = max(1, min(rows, TILE_POSITIONS // tile_cols))
+    n_max = tile_rows * tile_cols
+    scratch = {} if scratch is None else scratch
+    key = ("patches", n_max, wmat.shape[0], kk)
+    if key not in scratch:
+        scratch[key] = np.zeros((n_max, wmat.shape[0]))
+        scratch[key][:, kk] = 1.0  # the constant's column; the columns after it stay zero
+    patches = scratch[key]
+    acc = _buffer(scratch, "acc", n_max * wmat.shape[1]).reshape(n_max, -1)
+    tmp = _buffer(scratch, "tmp", n_max * wmat.shape[1]).reshape(n_max, -1) if layer.leaky else None
+    lo, hi = output_bounds(layer, out_range)
+    for r0 in range(0, rows, tile_rows):
+        r1 = min(rows, r0 + tile_rows)
+        for c0 in range(0, cols, tile_cols):
+            c1 = min(cols, c0 + tile_cols)
+            n = (r1 - r0) * (c1 - c0)
+            view = patches[:n, :kk].reshape(r1 - r0, c1 - c0, k, k, cin)
+            windows = sliding_window_view(src[r0: r1 + 2 * p, c0: c1 + 2 * p], (k, k), axis=(0, 1))
+            view[...] = windows.transpose(0, 1, 3, 4, 2)  # (rows, cols, ky, kx, i)
+            u = np.matmul(patches[:n], wmat, out=acc[:n])
+            if d2s:
+                out = dest_q[r0:r1, c0:c1]
+                requant_shifted(u, layer.leaky, lo, hi, tmp[:n] if tmp is not None else None,
+                                out=out, u_shape=out.shape)
+            else:
+                out = dest[r0:r1, c0:c1]
+                requant_shifted(u, layer.leaky, lo, hi, tmp[:n] if tmp is not None else None,
+                                out=out, u_shape=out.shape)
+
+
+def planar_weights(model: Model, layer: Layer):
+    """Non-normative: (k*k*O, I) matrix of W[o][i][ky][kx] * 2^-s[o], rows ordered (ky, kx, o). Cached."""
+    key = ("planar", layer.name)
+    if key not in model.cache:
+        w = layer.weight.astype(np.float64) * np.ldexp(1.0, -layer.shift.astype(np.int64))[:, None, None, None]
+        model.cache[key] = np.ascontiguousarray(w.transpose(2, 3, 0, 1).reshape(-1, w.shape[1]))
+    return model.cache[key]
+
+
+def conv_planar(model: Model, layer: Layer, src: np.ndarray, rows: int, dest: np.ndarray, out_range=None) -> None:
+    """Non-normative: clause 4.5 for a layer with few outputs, by per-tap planes.
+
+    src as for conv_tiles; dest receives Y planar, (O, rows, cols) (any dtype
+    that holds the output range). For a band of output rows, Q = Wp @ X^T
+    gives, for every tap (ky, kx) and output o, the plane
+    sum over i of W[o][i][ky][kx] * 2^-s[o] * X[i] at every input position; Y[o]
+    is the sum of the k*k planes shifted by their tap, plus b * 2^-s + 1/2, then
+    requantised.
+    """
+    k, p = layer.kernel, layer.kernel // 2
+    cols, cin = src.shape[1] - 2 * p, src.shape[2]
+    if rows <= 0 or cols <= 0:
+        return
+    wp = planar_weights(model, layer)
+    _, const = scaled_weights(model, layer)
+    nout = len(const)
+    assert dest.shape == (nout, rows, cols)
+    lo, hi = output_bounds(layer, out_range)
+    band = max(1, min(rows, PLANAR_BYTES // (8 * wp.shape[0] * src.shape[1]) - 2 * p))
+    y = np.empty((nout, band, cols))
+    for r0 in range(0, rows, band):
+        r1 = min(rows, r0 + band)
+        x = src[r0: r1 + 2 * p]
+        planes = (wp @ x.reshape(-1, cin).T).reshape(k, k, nout, r1 - r0 + 2 * p, cols + 2 * p)
+        u = y[:, : r1 - r0]
+        np.add(planes[0, 0, :, : r1 - r0, :cols], const[:, None, None], out=u)
+        for ky in range(k):
+            for kx in range(k):
+                if ky or kx:
+                    u += planes[ky, kx, :, ky: ky + r1 - r0, kx: kx + cols]
+        requant_shifted(u, layer.leaky, lo, hi, out=dest[:, r0:r1])
+
+
+def pad_rows(x: np.ndarray, x_row0: int, total_rows: int, r0: int, r1: int, p: int) -> np.ndarray:
+    """Non-normative: the zero-padded input (r1 - r0 + 2p, cols + 2p, I) for output rows [r0, r1).
+
+    x holds input rows [x_row0, x_row0 + len(x)); rows outside [0, total_rows)
+    and columns outside the input are zero (the zero padding of clause 4.5).
+    """
+    rows, cols, cin = r1 - r0, x.shape[1], x.shape[2]
+    padded = np.zeros((rows + 2 * p, cols + 2 * p, cin), dtype=np.float64)
+    lo, hi = max(r0 - p, 0), min(r1 + p, total_rows)
+    assert x_row0 <= lo and hi <= x_row0 + len(x), "band does not cover the layer's input rows"
+    padded[lo - (r0 - p): hi - (r0 - p), p: p + cols] = x[lo - x_row0: hi - x_row0]
+    return padded
 
 
 def conv_rows(model: Model, layer: Layer, x: np.ndarray, x_row0: int, total_rows: int,
@@ -44,34 +251,31 @@ def conv_rows(model: Model, layer: Layer, x: np.ndarray, x_row0: int, total_rows
     [r0 - p, r1 + p) that lies inside [0, total_rows); rows outside the input are
     zero (the zero padding of clause 4.5), as are columns outside it.
     """
-    k, p = layer.kernel, layer.kernel // 2
-    rows, cols, cin = r1 - r0, x.shape[1], x.shape[2]
-    padded = np.zeros((rows + 2 * p, cols + 2 * p, cin), dtype=np.float64)
-    lo, hi = max(r0 - p, 0), min(r1 + p, total_rows)
-    assert x_row0 <= lo and hi <= x_row0 + len(x), "band does not cover the layer's input rows"
-    padded[lo - (r0 - p): hi - (r0 - p), p: p + cols] = x[lo - x_row0: hi - x_row0]
-    wmat = weight_matrix(model, layer)
-    bias = layer.bias.astype(np.float64)
-    out = np.empty((rows, cols, wmat.shape[1]), dtype=np.float64)
-    chunk = max(1, IM2COL_BYTES // max(1, cols * wmat.shape[0] * 8))
-    for a in range(0, rows, chunk):
-        b = min(rows, a + chunk)
-        if k == 1:
-            patches = padded[a:b].reshape(-1, cin)
-        else:
-            patches = np.concatenate(
-                [padded[a + ky: b + ky, kx: kx + cols] for ky in range(k) for kx in range(k)], axis=2
-            ).reshape(-1, wmat.shape[0])
-        acc = patches @ wmat
-        acc += bias
-        out[a:b] = activate(acc, layer, out_range).reshape(b - a, cols, -1)
+    p = layer.kernel // 2
+    src = pad_rows(x, x_row0, total_rows, r0, r1, p)
+    rows, cols, nout = r1 - r0, x.shape[1], layer.weight.shape[0]
+    if layer.depth_to_space:  # Y before its D2S: compute DepthToSpace(Y), then undo clause 4.6
+        y = np.empty((2 * rows, 2 * cols, nout // 4), dtype=np.float64)
+        conv_tiles(model, layer, src, rows, y, out_range)
+        return np.ascontiguousarray(y.reshape(rows, 2, cols, 2, nout // 4).transpose(0, 2, 4, 1, 3)).reshape(
+            rows, cols, nout)
+    out = np.empty((rows, cols, nout), dtype=np.float64)
+    conv_tiles(model, layer, src, rows, out, out_range)
     return out
 
 
 def conv(model: Model, layer: Layer, x: np.ndarray, out_range=None) -> np.ndarray:
     """Clause 4.5 over a whole tensor, followed by clause 4.6 where the layer has D2S."""
-    out = conv_rows(model, layer, x, 0, len(x), 0, len(x), out_range)
-    return depth_to_space(out) if layer.depth_to_space else out
+    p = layer.kernel // 2
+    rows, cols = x.shape[:2]
+    src = pad_rows(x, 0, rows, 0, rows, p)
+    nout = layer.weight.shape[0]
+    if layer.depth_to_space:
+        out = np.empty((2 * rows, 2 * cols, nout // 4), dtype=np.float64)
+    else:
+        out = np.empty((rows, cols, nout), dtype=np.float64)
+    conv_tiles(model, layer, src, rows, out, out_range)
+    return out
 
 
 def depth_to_space(x: np.ndarray) -> np.ndarray:

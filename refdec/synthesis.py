@@ -1,10 +1,14 @@
 """Inverse gain (spec clause 7.11), synthesis (clause 7.12) and output cropping (clause 7.13).
 
-The synthesis runs in horizontal bands (clause 7.12 allows it): for each band of
-output rows, the rows each layer needs are worked out backwards through the
-network, then computed forwards; the zero padding applies only at the true
-top and bottom of each layer's input, so the result equals the whole-image
-computation bit for bit while memory stays proportional to the band.
+The synthesis runs in horizontal bands (clause 7.12 allows it), streaming: each
+layer keeps a window of its input rows (a line buffer, zero-padded at the true
+top and bottom and at both sides, as clause 4.5 pads the whole input). For
+each band of output rows, the rows each layer must have computed are worked
+out backwards through the network; then each layer computes only its rows not
+computed yet, from its window, and writes them (with clause 4.6 where the
+layer has D2S) straight into the next layer's window. Each output value is
+computed once, so the result equals the whole-image computation bit for bit
+while memory stays proportional to the band.
 """
 
 from __future__ import annotations
@@ -13,11 +17,11 @@ import numpy as np
 
 from .architecture import SYNTHESIS
 from .arith import round2_array
-from .layers import conv_rows, depth_to_space
+from .layers import conv_planar, conv_tiles
 from .model_file import Model
 
 PIXEL_RANGE = (0, 255)
-DEFAULT_BAND_ROWS = 128  # informative: output rows per band
+DEFAULT_BAND_ROWS = 32  # informative: output rows per band
 
 
 def inverse_gain(model: Model, y_hat: np.ndarray, rate_index: int) -> np.ndarray:
@@ -27,24 +31,61 @@ def inverse_gain(model: Model, y_hat: np.ndarray, rate_index: int) -> np.ndarray
     return np.clip(round2_array(y_hat * gain, model.header["inv_gain_shift"]), -a0, a0)
 
 
-def _row_plan(layers, out_rows: int, r0: int, r1: int):
-    """Non-normative helper: per layer, (input rows needed, conv output rows to compute)."""
-    heights = []  # input rows of each layer
-    h = out_rows
-    for layer in reversed(layers):
-        h = h // 2 if layer.depth_to_space else h
-        heights.append(h)
-    heights.reverse()
-    plan = []
-    a, b = r0, r1
-    for layer, h_in in zip(reversed(layers), reversed(heights)):
-        if layer.depth_to_space:
-            a, b = a // 2, (b + 1) // 2
-        p = layer.kernel // 2
-        plan.append(((max(0, a - p), min(h_in, b + p)), (a, b), h_in))
-        a, b = max(0, a - p), min(h_in, b + p)
-    plan.reverse()
-    return plan
+class _RowWindow:
+    """Non-normative: rows [start, end) of a layer's input, zero-padded as in clause 4.5.
+
+    data[i] is input row start + i with p zero columns either side; rows
+    outside [0, height) are zero. Rows before `keep` are no longer needed and
+    are dropped when the window needs room.
+    """
+
+    def __init__(self, height: int, width: int, channels: int, p: int, capacity: int):
+        self.height, self.width, self.p = height, width, p
+        self.data = np.zeros((max(capacity, 2 * p + 1), width + 2 * p, channels))
+        self.start, self.end, self.keep = -p, 0, -p  # the p zero rows above the input
+
+    def rows(self, a: int, b: int) -> np.ndarray:
+        """Input rows [a, b) with their padding, (b - a, width + 2p, channels)."""
+        assert self.start <= a and b <= self.end, "window does not hold the rows"
+        return self.data[a - self.start: b - self.start]
+
+    def reserve(self, end: int) -> np.ndarray:
+        """Room for rows [self.end, end): returns their interior columns to write."""
+        if end - self.start > len(self.data):
+            kept = self.data[self.keep - self.start: self.end - self.start]
+            if end - self.keep > len(self.data):
+                grown = np.zeros((max(end - self.keep, 3 * len(self.data) // 2),) + self.data.shape[1:])
+                grown[: len(kept)] = kept
+                self.data = grown
+            else:
+                self.data[: len(kept)] = kept
+            self.start = self.keep
+        return self.data[self.end - self.start: end - self.start, self.p: self.p + self.width]
+
+    def advance(self, end: int) -> None:
+        """Rows up to end are written; at the bottom, append the p zero rows below the input."""
+        self.end = end
+        if end == self.height:
+            self.reserve(end + self.p)
+            self.data[end - self.start: end + self.p - self.start] = 0
+            self.end = end + self.p
+
+    def interior(self, a: int, b: int) -> np.ndarray:
+        """Input rows [a, b) without the column padding."""
+        return self.rows(a, b)[:, self.p: self.p + self.width]
+
+
+def _rows_needed(layers, heights, target: int):
+    """Non-normative: per layer, the conv output rows (before D2S) needed for final rows [0, target)."""
+    need = [0] * len(layers)
+    rows = target
+    for i in range(len(layers) - 1, -1, -1):
+        need[i] = rows
+        if i:
+            rows = min(heights[i], rows + layers[i].kernel // 2)  # input rows of layer i that it reads
+            if layers[i - 1].depth_to_space:
+                rows = (rows + 1) // 2
+    return need
 
 
 def synthesize(model: Model, s0: np.ndarray, band_rows: int = DEFAULT_BAND_ROWS, trace=None) -> np.ndarray:
@@ -53,28 +94,57 @@ def synthesize(model: Model, s0: np.ndarray, band_rows: int = DEFAULT_BAND_ROWS,
     With trace, the whole image is one band and every layer's output is recorded.
     """
     layers = [model.layers[spec.name] for spec in SYNTHESIS]
-    x_full = s0.transpose(1, 2, 0).astype(np.float64)
-    out_rows, out_cols = 16 * s0.shape[1], 16 * s0.shape[2]
+    hy, wy = s0.shape[1:]
+    heights, widths = [], []  # input size of each layer
+    h, w = hy, wy
+    for layer in layers:
+        heights.append(h)
+        widths.append(w)
+        if layer.depth_to_space:
+            h, w = 2 * h, 2 * w
+    out_rows, out_cols = h, w
     if trace is not None:
         band_rows = out_rows
+    band_rows = max(1, band_rows)
     image = np.empty((3, out_rows, out_cols), dtype=np.uint8)
-    for r0 in range(0, out_rows, band_rows):
-        r1 = min(out_rows, r0 + band_rows)
-        plan = _row_plan(layers, out_rows, r0, r1)
-        (in_a, in_b), _, _ = plan[0]
-        x, x_row0 = x_full[in_a:in_b], in_a
-        for layer, ((_, _), (a, b), h_in), nxt in zip(layers, plan, plan[1:] + [None]):
-            out_range = PIXEL_RANGE if layer is layers[-1] else None
-            y = conv_rows(model, layer, x, x_row0, h_in, a, b, out_range)
-            if layer.depth_to_space:
-                y, a, b = depth_to_space(y), 2 * a, 2 * b
-            if nxt is not None:
-                (need_a, need_b), _, _ = nxt
-                y, a = y[need_a - a: need_b - a], need_a
-            x, x_row0 = y, a
+
+    # Input windows; the first holds all of S0 (it is small).
+    p0 = layers[0].kernel // 2
+    windows = [_RowWindow(hy, wy, s0.shape[0], p0, hy + 2 * p0)]
+    windows[0].reserve(hy)[...] = s0.transpose(1, 2, 0)
+    windows[0].advance(hy)
+    for i in range(1, len(layers)):
+        p = layers[i].kernel // 2
+        scale = out_rows // heights[i]
+        windows.append(_RowWindow(heights[i], widths[i], layers[i].weight.shape[1], p,
+                                  -(-band_rows // scale) + 2 * p + 2))
+    done = [0] * len(layers)
+    scratch: dict = {}  # conv_tiles' buffers, reused
+
+    for target in range(min(band_rows, out_rows), out_rows + band_rows, band_rows):
+        target = min(target, out_rows)
+        need = _rows_needed(layers, heights, target)
+        for i, layer in enumerate(layers):
+            a, b = done[i], need[i]
+            if b <= a:
+                continue
+            p = layer.kernel // 2
+            src = windows[i].rows(a - p, b + p)
+            if i == len(layers) - 1:
+                conv_planar(model, layer, src, b - a, image[:, a:b], PIXEL_RANGE)
+            else:
+                nxt = windows[i + 1]
+                f = 2 if layer.depth_to_space else 1
+                # Rows [f * a, f * b) of the next layer's input, written in place.
+                conv_tiles(model, layer, src, b - a, nxt.reserve(f * b), scratch=scratch)
+                nxt.advance(f * b)
+            done[i] = b
+            windows[i].keep = b - p  # rows still needed by the next band
             if trace is not None:
-                trace[layer.name] = y
-        image[:, r0:r1] = x.transpose(2, 0, 1).astype(np.uint8)
+                if i == len(layers) - 1:
+                    trace[layer.name] = image.transpose(1, 2, 0)
+                else:
+                    trace[layer.name] = windows[i + 1].interior(0, heights[i + 1]).copy()
     return image
 
 
