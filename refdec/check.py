@@ -40,6 +40,7 @@ from .conformance import (STAGE_ORDER, Manifest, ManifestError, OutputError, Res
                           describe_samples, diagnose_hashes, diagnose_trace, difference_image, json_report,
                           junit_report, load_manifest, load_trace, png_bytes, read_output, read_png,
                           sample_hash, sha256_hex, stage_hash, text_report, verify_files)
+from .cli import positive_int
 from .decoder import ModelStore, decode
 from .errors import ALL_ERRORS, RefdecError
 
@@ -407,16 +408,6 @@ def _positive_float(text: str) -> float:
     return v
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `refdec check` (clause 11.5.3)."""
     p.add_argument("vectors", nargs="?", metavar="VECTORS", default=None,
@@ -432,7 +423,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subset", metavar="NAME", action="append", default=[],
                    help="check only this subset (a manifest subset, all, valid, invalid, or a vector id or "
                         "pattern); repeatable")
-    p.add_argument("-j", "--jobs", metavar="N", type=_positive_int, default=1, help="vectors checked at once")
+    p.add_argument("-j", "--jobs", metavar="N", type=positive_int, default=1, help="vectors checked at once")
     p.add_argument("--json", metavar="FILE", type=Path, default=None, help="write the JSON report")
     p.add_argument("--junit", metavar="FILE", type=Path, default=None, help="write a JUnit XML report")
     p.add_argument("--timeout", metavar="S", type=_positive_float, default=DEFAULT_TIMEOUT,

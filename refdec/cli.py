@@ -50,7 +50,8 @@ class _Parser(argparse.ArgumentParser):
 
 # --- helpers ------------------------------------------------------------------------------
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """Non-normative: argparse type for integers >= 1 (also used by refdec.check)."""
     try:
         value = int(text)
     except ValueError:
@@ -157,7 +158,7 @@ def _add_decode(subparsers) -> None:
     p.add_argument("--trace-dir", metavar="DIR", default=None,
                    help="write every stage tensor of clause 11.3 as DIR/STAGE.npy")
     _add_model_option(p)
-    p.add_argument("--band-rows", type=_positive_int, default=DEFAULT_BAND_ROWS, metavar="N",
+    p.add_argument("--band-rows", type=positive_int, default=DEFAULT_BAND_ROWS, metavar="N",
                    help=f"synthesis band height in output rows (default {DEFAULT_BAND_ROWS}; "
                         "does not change the result)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line on stderr")

@@ -31,54 +31,29 @@ class RangeDecoder:
     def decode_symbol(self, cdf, n: int) -> int:
         """Clause 8.3: decode one of n symbols with cumulative frequencies cdf[0..n-1]."""
         r = self.range >> 16
-        value = self.value
-        v = value // r
+        v = self.value // r
         if v >= PROB_ONE:
             raise self.invalid_state(v)
         j = bisect_right(cdf, v, 0, n) - 1
         start = cdf[j]
         end = cdf[j + 1] if j + 1 < n else PROB_ONE
-        value -= r * start
-        rng = r * (end - start)
-        if rng < RANGE_BOTTOM:  # Renormalise, clause 8.3
-            data, pos = self.data, self.pos
-            while rng < RANGE_BOTTOM:
-                if pos == self.length:
-                    self.value, self.range, self.pos = value, rng, pos
-                    raise self.truncated()
-                value = (value << 8) | data[pos]
-                rng <<= 8
-                pos += 1
-            self.pos = pos
-        self.value, self.range = value, rng
+        self.value -= r * start
+        self.range = r * (end - start)
+        self.renormalise()
         return j
 
-    def read_bit(self) -> int:
-        """Clause 8.4: an equiprobable bit, DecodeSymbol (clause 8.3) with C(0) = 0, C(1) = 2^15.
+    def renormalise(self) -> None:
+        """Clause 8.3, Renormalise: shift in payload bytes while R < 2^24."""
+        while self.range < RANGE_BOTTOM:
+            if self.pos == self.length:
+                raise self.truncated()
+            self.value = (self.value << 8) | self.data[self.pos]
+            self.range <<= 8
+            self.pos += 1
 
-        Written out: j = 1 exactly when v >= 2^15, and R = r * 2^15 for both symbols.
-        """
-        r = self.range >> 16
-        value = self.value
-        v = value // r
-        if v >= PROB_ONE:
-            raise self.invalid_state(v)
-        bit = 1 if v >= BIT_CDF[1] else 0
-        if bit:
-            value -= r * BIT_CDF[1]
-        rng = r * BIT_CDF[1]
-        if rng < RANGE_BOTTOM:  # Renormalise, clause 8.3
-            data, pos = self.data, self.pos
-            while rng < RANGE_BOTTOM:
-                if pos == self.length:
-                    self.value, self.range, self.pos = value, rng, pos
-                    raise self.truncated()
-                value = (value << 8) | data[pos]
-                rng <<= 8
-                pos += 1
-            self.pos = pos
-        self.value, self.range = value, rng
-        return bit
+    def read_bit(self) -> int:
+        """Clause 8.4: an equiprobable bit."""
+        return self.decode_symbol(BIT_CDF, 2)
 
     def finish(self) -> None:
         """Clause 8.5: every byte of the payload must have been read."""
