@@ -90,16 +90,23 @@ def main(argv=None):
     ap.add_argument("--torch-check", choices=["all", "first", "none"], default="first",
                     help="decode with the torch decoder too: every stream, the first image's, or none")
     ap.add_argument("--out", type=Path, default=Path("results"))
+    ap.add_argument("--shard", default="0/1", help="I/N: process images with index %% N == I (parallel runs)")
+    ap.add_argument("--report-only", action="store_true", help="only merge the caches and write the report")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     args.out.mkdir(parents=True, exist_ok=True)
-    cache_path = args.out / "cache.json"
-    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    shard, shards = (int(v) for v in args.shard.split("/"))
+    cache_path = args.out / f"cache.{shard}.json"
+    mine = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    cache = {}
+    for other in sorted(args.out.glob("cache.*.json")):  # results of every shard
+        cache.update(json.loads(other.read_text()))
 
     def cached(key, fn):
         if key not in cache:
             cache[key] = fn()
-            cache_path.write_text(json.dumps(cache, indent=0, sort_keys=True))
+            mine[key] = cache[key]
+            cache_path.write_text(json.dumps(mine, indent=0, sort_keys=True))
         return cache[key]
 
     float_model = load_float_model(args.checkpoint).eval()
@@ -108,6 +115,8 @@ def main(argv=None):
     rates = [int(r) for r in args.rates.split(",")]
     t0 = time.time()
     for i, path in enumerate(files):
+        if args.report_only or i % shards != shard:
+            continue
         img = load_rgb(path)
         for r in rates:
             cached(f"float|{path.name}|{r}", lambda: dict(zip(("bpp", "psnr"), float_point(float_model, img, r))))

@@ -353,6 +353,8 @@ def search(integ: Integeriser, samples, log=print):
                     results[bits] = cost_fn()
                 except ValueError:
                     continue
+            if not results:
+                raise ValueError(f"no feasible bit width for layer {name}")
             best = min(results, key=results.get)
             integ.bits[name] = best
             log(f"  {name:20s} -> {best:2d} bits  ({label} {results[best]:.4g}; "

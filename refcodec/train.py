@@ -13,6 +13,7 @@ RUN_DIR/last.pt every --checkpoint-every steps, and --resume continues from it.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -93,10 +94,16 @@ def save_state(path, model, opt, step, args):
     os.replace(tmp, path)
 
 
-def export_weights(model, path):
-    """Weights only, float16: the committed float checkpoint (lean repository)."""
+def export_weights(model, path, step=None):
+    """Weights only, float16: the committed float checkpoint (lean repository).
+
+    With step, a sidecar PATH.json records it so that --init continues the
+    temperature schedule where training stopped.
+    """
     state = {k: v.detach().to(torch.float16) for k, v in model.state_dict().items()}
     torch.save(state, path)
+    if step is not None:
+        Path(path).with_suffix(".json").write_text(json.dumps({"step": step}) + "\n")
 
 
 def main(argv=None):
@@ -138,7 +145,10 @@ def main(argv=None):
     elif args.init:
         state = torch.load(args.init, map_location=device, weights_only=True)
         model.load_state_dict({k: v.float() for k, v in state.items()})
-        print(f"initialised from {args.init}", flush=True)
+        sidecar = args.init.with_suffix(".json")
+        if sidecar.exists():
+            step = json.loads(sidecar.read_text())["step"]
+        print(f"initialised from {args.init} at step {step}", flush=True)
 
     files = list_images(args.data)
     if args.max_images:
@@ -177,7 +187,7 @@ def main(argv=None):
             if not math.isfinite(loss.item()):
                 raise SystemExit("error: loss is not finite; stopping")
     if args.export:
-        export_weights(model, args.export)
+        export_weights(model, args.export, step)
         print(f"exported float16 weights to {args.export}", flush=True)
     return 0
 
