@@ -56,8 +56,9 @@ def parse_header(stream: bytes) -> Header:
     if width == 0 or height == 0:
         raise ZeroDimension(f"width x height is {width} x {height}", offset=6 if width == 0 else 8)
     if width > K.MAX_WIDTH or height > K.MAX_HEIGHT or width * height > K.MAX_PIXELS:
+        field_offset = 8 if width <= K.MAX_WIDTH and height > K.MAX_HEIGHT else 6  # the field at fault
         raise DimensionsTooLarge(f"{width} x {height} exceeds the limits of clause 5.2 "
-                                 f"({K.MAX_WIDTH} x {K.MAX_HEIGHT}, {K.MAX_PIXELS} samples)", offset=6)
+                                 f"({K.MAX_WIDTH} x {K.MAX_HEIGHT}, {K.MAX_PIXELS} samples)", offset=field_offset)
     if z_len < 4 or y_len < 4:
         which, off = ("z_length", 19) if z_len < 4 else ("y_length", 23)
         raise PayloadTooShort(f"{which} is {z_len if which == 'z_length' else y_len}, at least 4 needed", offset=off)
