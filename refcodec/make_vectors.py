@@ -43,11 +43,10 @@ from refdec.conformance import (MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
                                 png_bytes, readme_text, sample_hash, sha256_hex, stage_hash, validate_manifest)
 from refdec.decoder import ModelStore
 from refdec.decoder import decode as refdec_decode
-from refdec.encoder import encode_latents, encode_value, entropy_parameters
-from refdec.entropy import coding_windows, cumulative_frequencies, mixture_parameters
+from refdec.encoder import encode_latents, encode_value, entropy_parameters, y_symbols, z_symbols
+from refdec.entropy import coding_windows, mixture_parameters
 from refdec.errors import ALL_ERRORS, RefdecError
 from refdec.hyper import hyper_synthesis
-from refdec.latent import wavefronts
 from refdec.model_file import model_arrays, model_id_of, parse_model, serialize_model
 from refdec.random_model import random_latents
 from refdec.range_encoder import RANGE_BOTTOM, RangeEncoder
@@ -359,26 +358,8 @@ class CraftingEncoder(RangeEncoder):
         return True
 
 
-def _z_symbols(model, z):
-    for c in range(model.hyper_channels):
-        n_w, lo = int(model.z_count[c]), int(model.z_lo[c])
-        cdf = model.z_cdf[c, : n_w + 1].tolist()
-        for value in z[c].ravel().tolist():
-            yield cdf, n_w, lo, lo + n_w - 1, value, K.Z_MAX
-
-
 def _y_symbols(model, z, y):
-    hyper = hyper_synthesis(model, z)
-    params = entropy_parameters(model, y, hyper)
-    cy = model.latent_channels
-    for ys, xs in wavefronts(*y.shape[1:]):
-        mix = mixture_parameters(params[ys, xs], cy)
-        lo, hi = coding_windows(mix)
-        cdf = cumulative_frequencies(mix, lo, hi).tolist()
-        values = y[:, ys, xs].T.ravel().tolist()
-        for e, value in enumerate(values):
-            lo_e, hi_e = int(lo[e]), int(hi[e])
-            yield cdf[e], hi_e - lo_e + 1, lo_e, hi_e, value, K.Y_MAX
+    return y_symbols(model, y, entropy_parameters(model, y, hyper_synthesis(model, z)))
 
 
 def crafted_payload(symbols, at: int, action: str) -> bytes:
@@ -428,7 +409,7 @@ class InvalidSpec:
 def invalid_specs(base_stream: bytes, base: ModelEntry, z, y, bad_models: list, quick: bool) -> list[InvalidSpec]:
     m = base.model
     f = _header(base_stream)
-    z_len, y_len = f[7], f[8]
+    z_len = f[7]
     zp = base_stream[HEADER_SIZE: HEADER_SIZE + z_len]
     yp = base_stream[HEADER_SIZE + z_len:]
     flipped = bytes(b ^ 0xFF for b in f[6])
@@ -453,7 +434,7 @@ def invalid_specs(base_stream: bytes, base: ModelEntry, z, y, bad_models: list, 
              "one byte appended to the y payload (lengths adjusted)", ["8.5"], P + ["quick"],
              ["trailing-payload-bytes", "y-payload"]),
         spec("err-z-invalid-range-state", "InvalidRangeState",
-             _with_header(f, crafted_payload(_z_symbols(m, z), n_z // 2, "sliver"), yp),
+             _with_header(f, crafted_payload(z_symbols(m, z), n_z // 2, "sliver"), yp),
              "code value placed above the last symbol's interval in the middle of the z payload",
              ["8.3"], P + ["quick"], ["invalid-range-state", "z-payload"]),
     ]
@@ -506,13 +487,13 @@ def invalid_specs(base_stream: bytes, base: ModelEntry, z, y, bad_models: list, 
              "z payload starting FF FF: v >= 2^16 at the first symbol", ["8.2", "8.3"], P,
              ["invalid-range-state", "z-payload"]),
         spec("err-z-escape-too-long", "EscapeTooLong",
-             _with_header(f, crafted_payload(_z_symbols(m, z), 1, "escape_too_long"), yp),
+             _with_header(f, crafted_payload(z_symbols(m, z), 1, "escape_too_long"), yp),
              "escape prefix of 15 ones in the z payload", ["7.10"], P, ["escape-too-long", "z-payload"]),
         spec("err-y-escape-too-long", "EscapeTooLong",
              _with_header(f, zp, crafted_payload(_y_symbols(m, z, y), n_y // 3, "escape_too_long")),
              "escape prefix of 15 ones in the y payload", ["7.10"], P, ["escape-too-long", "y-payload"]),
         spec("err-z-latent-out-of-range", "LatentOutOfRange",
-             _with_header(f, crafted_payload(_z_symbols(m, z), 2, "out_of_range"), yp),
+             _with_header(f, crafted_payload(z_symbols(m, z), 2, "out_of_range"), yp),
              "z escape to hi + 32767, beyond Z_MAX", ["7.10", "5.3"], P, ["latent-out-of-range", "z-payload"]),
         spec("err-y-latent-out-of-range", "LatentOutOfRange",
              _with_header(f, zp, crafted_payload(_y_symbols(m, z, y), 2 * n_y // 3, "out_of_range")),

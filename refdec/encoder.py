@@ -71,29 +71,41 @@ def encode_value(enc: RangeEncoder, cdf, n_w: int, lo: int, hi: int, value: int,
         enc.write_bit((v >> b) & 1)
 
 
-def encode_z(model: Model, z_hat: np.ndarray) -> bytes:
-    enc = RangeEncoder()
+def z_symbols(model: Model, z_hat: np.ndarray):
+    """The z payload's symbols in coding order (clause 7.3): encode_value arguments after enc."""
     for c in range(model.hyper_channels):
         n_w, lo = int(model.z_count[c]), int(model.z_lo[c])
         cdf = model.z_cdf[c, : n_w + 1].tolist()
         for value in z_hat[c].ravel().tolist():
-            encode_value(enc, cdf, n_w, lo, lo + n_w - 1, value, K.Z_MAX)
-    return enc.finish()
+            yield cdf, n_w, lo, lo + n_w - 1, value, K.Z_MAX
 
 
-def encode_y(model: Model, y_hat: np.ndarray, params: np.ndarray) -> bytes:
-    enc = RangeEncoder()
+def y_symbols(model: Model, y_hat: np.ndarray, params: np.ndarray):
+    """The y payload's symbols in coding order (clause 7.5): encode_value arguments after enc."""
     cy = model.latent_channels
-    hy, wy = y_hat.shape[1:]
-    for ys, xs in wavefronts(hy, wy):
+    for ys, xs in wavefronts(*y_hat.shape[1:]):
         mix = mixture_parameters(params[ys, xs], cy)
         lo, hi = coding_windows(mix)
         cdf = cumulative_frequencies(mix, lo, hi).tolist()
         values = y_hat[:, ys, xs].T.ravel().tolist()
         for e, value in enumerate(values):
             lo_e, hi_e = int(lo[e]), int(hi[e])
-            encode_value(enc, cdf[e], hi_e - lo_e + 1, lo_e, hi_e, value, K.Y_MAX)
+            yield cdf[e], hi_e - lo_e + 1, lo_e, hi_e, value, K.Y_MAX
+
+
+def encode_symbols(symbols) -> bytes:
+    enc = RangeEncoder()
+    for symbol in symbols:
+        encode_value(enc, *symbol)
     return enc.finish()
+
+
+def encode_z(model: Model, z_hat: np.ndarray) -> bytes:
+    return encode_symbols(z_symbols(model, z_hat))
+
+
+def encode_y(model: Model, y_hat: np.ndarray, params: np.ndarray) -> bytes:
+    return encode_symbols(y_symbols(model, y_hat, params))
 
 
 def check_latent_shapes(model: Model, z_hat, y_hat, width, height):
