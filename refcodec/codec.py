@@ -17,7 +17,7 @@ from PIL import Image
 
 from refdec import constants as K
 from refdec.bitstream import Header, write_header
-from refdec.encoder import encode_value, encode_z
+from refdec.encoder import EncodeError, encode_escape_payload, encode_z
 from refdec.latent import wavefronts
 from refdec.model_file import Model
 from refdec.range_encoder import RangeEncoder
@@ -51,18 +51,28 @@ def analyse(float_model: FloatCodec, img: np.ndarray, rate: int):
 
 
 def encode_y(model: Model, y_hat: np.ndarray, z_hat: np.ndarray, device="cpu") -> bytes:
-    """The y payload, with windows and cumulative frequencies from the torch integer model."""
-    cdf, lo, hi = int_decoder.cumulative_tables(model, y_hat, z_hat, device)
+    """The y payload, with windows and cumulative frequencies from the torch integer model.
+
+    The symbol intervals are computed for all elements at once; only the range coder itself
+    runs element by element, in the coding order of clause 7.5 (wavefronts, position-major,
+    channel-minor).
+    """
+    y = np.asarray(y_hat, dtype=np.int64)
+    if np.abs(y).max(initial=0) > K.Y_MAX:
+        raise EncodeError(f"latent value beyond +-{K.Y_MAX}")
+    symbol, start, end, lo, hi = int_decoder.symbol_intervals(model, y, z_hat, device)
+    inside = symbol <= hi - lo
+    _, hy, wy = y.shape
+    order = [(ys, xs) for ys, xs in wavefronts(hy, wy)]
+
+    def in_coding_order(a: np.ndarray) -> list:
+        return np.concatenate([a[:, ys, xs].T.ravel() for ys, xs in order]).tolist()
+
     enc = RangeEncoder()
-    _, hy, wy = y_hat.shape
-    for ys, xs in wavefronts(hy, wy):
-        # Elements of the wavefront in symbol order: position-major, channel-minor (clause 7.5).
-        tables = cdf[:, ys, xs].transpose(1, 0, 2).reshape(-1, cdf.shape[-1]).tolist()
-        los = lo[:, ys, xs].T.ravel().tolist()
-        his = hi[:, ys, xs].T.ravel().tolist()
-        values = y_hat[:, ys, xs].T.ravel().tolist()
-        for table, lo_e, hi_e, value in zip(tables, los, his, values):
-            encode_value(enc, table, hi_e - lo_e + 1, lo_e, hi_e, value, K.Y_MAX)
+    for s, e, ok, value, lo_e, hi_e in zip(*(in_coding_order(a) for a in (start, end, inside, y, lo, hi))):
+        enc.encode(s, e)
+        if not ok:
+            encode_escape_payload(enc, lo_e, hi_e, value)
     return enc.finish()
 
 

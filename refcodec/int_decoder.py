@@ -313,24 +313,32 @@ def mixture_and_window(prep: _Prepared, p: torch.Tensor) -> _Entropy:
     return _Entropy(w, mean, sidx, lo, hi)
 
 
+def cdf_at(prep: _Prepared, ent: _Entropy, j: torch.Tensor) -> torch.Tensor:
+    """Clause 7.9: C(j) at the indices ``j`` (int64, broadcastable to (C, N, M)).
+
+    Indices j > n_w give 2^16, so that C(n) = 2^16 for the escape symbol n = n_w + 1.
+    """
+    lo, hi = ent.lo, ent.hi                                   # (C, N)
+    n_w = (hi - lo + 1).unsqueeze(-1)                         # (C, N, 1)
+
+    def mixture_cdf(jj: torch.Tensor) -> torch.Tensor:
+        b = (lo.unsqueeze(-1) + jj) * 64 - 32                 # (C, N, M)
+        d = clip3(-(1 << 15), 1 << 15, b.unsqueeze(0) - ent.means.unsqueeze(-1))   # (K, C, N, M)
+        u = d * prep.inv_scale[ent.sidx].unsqueeze(-1)
+        i = clip3(-2048, 2048, round2(u, 10))
+        return (ent.weights.unsqueeze(-1) * prep.phi[i + 2048]).sum(dim=0) >> 14
+
+    dd = mixture_cdf(j) - mixture_cdf(torch.zeros(1, dtype=I64, device=lo.device))
+    c = j + dd - ((dd * (n_w + 1) + 65535) >> 16)
+    return torch.where(j <= n_w, c, torch.full_like(c, PROB_ONE))
+
+
 def cumulative_frequencies(prep: _Prepared, ent: _Entropy) -> torch.Tensor:
     """Clause 7.9: C(j) for j = 0 .. CDF_WIDTH - 1, shape (C, N, CDF_WIDTH).
 
     Entries j > n_w hold 2^16 (so that C(n) = 2^16 for the escape symbol n = n_w + 1).
     """
-    lo, hi = ent.lo, ent.hi                                   # (C, N)
-    n_w = hi - lo + 1
-    j = torch.arange(CDF_WIDTH, dtype=I64, device=lo.device)  # (J,)
-    b = (lo.unsqueeze(-1) + j) * 64 - 32                      # (C, N, J)
-    d = clip3(-(1 << 15), 1 << 15, b.unsqueeze(0) - ent.means.unsqueeze(-1))   # (K, C, N, J)
-    u = d * prep.inv_scale[ent.sidx].unsqueeze(-1)
-    i = clip3(-2048, 2048, round2(u, 10))
-    phi = prep.phi[i + 2048]
-    mix = (ent.weights.unsqueeze(-1) * phi).sum(dim=0) >> 14  # (C, N, J)
-    dd = mix - mix[..., :1]
-    n_sym = (n_w + 1).unsqueeze(-1)
-    c = j + dd - ((dd * n_sym + 65535) >> 16)
-    return torch.where(j <= n_w.unsqueeze(-1), c, torch.full_like(c, PROB_ONE))
+    return cdf_at(prep, ent, torch.arange(CDF_WIDTH, dtype=I64, device=ent.lo.device))
 
 
 def check_cdf(c: torch.Tensor, n_w: torch.Tensor) -> None:
@@ -658,3 +666,30 @@ def cumulative_tables(model, y_hat, hyper_or_z, device="cpu"):
         cdf = cumulative_frequencies(prep, ent)
     return (cdf.reshape(cy, hy, wy, CDF_WIDTH).cpu().numpy(), ent.lo.reshape(cy, hy, wy).cpu().numpy(),
             ent.hi.reshape(cy, hy, wy).cpu().numpy())
+
+
+def symbol_intervals(model, y_hat, z_hat, device="cpu"):
+    """Informative helper for encoders: for every element of y_hat (C_y, Hy, Wy) the coded symbol
+    (its window index, or n_w for the escape), the interval [C(s), C(s + 1)) of clause 7.9, and
+    the window (lo, hi); all int64 numpy arrays shaped like y_hat.
+
+    Equal to looking the symbol up in cumulative_tables(), at 2/CDF_WIDTH of the cost.
+    """
+    prep = prepare(model, device)
+    with torch.no_grad():
+        z = torch.as_tensor(np.asarray(z_hat), dtype=I64).to(prep.device)
+        hyper = hyper_synthesis(prep, z)
+        y = torch.as_tensor(np.asarray(y_hat), dtype=I64).to(prep.device)
+        cy, hy, wy = y.shape
+        q = clip3(-CTX_IN_MAX, CTX_IN_MAX, y)
+        feats = [hyper] + [conv_layer(q, prep.layers[s.name]) for s in CONTEXT]
+        g = torch.cat(feats, dim=0).reshape(-1, hy * wy)
+        for spec in GATHER:
+            g = dense_layer(g, prep.layers[spec.name])
+        ent = mixture_and_window(prep, g)
+        flat = y.reshape(cy, hy * wy)
+        inside = (flat >= ent.lo) & (flat <= ent.hi)
+        symbol = torch.where(inside, flat - ent.lo, ent.hi - ent.lo + 1)
+        bounds = cdf_at(prep, ent, torch.stack([symbol, symbol + 1], dim=-1))      # (C, N, 2)
+    shape = (cy, hy, wy)
+    return tuple(t.reshape(shape).cpu().numpy() for t in (symbol, bounds[..., 0], bounds[..., 1], ent.lo, ent.hi))

@@ -57,6 +57,11 @@ def encode_value(enc: RangeEncoder, cdf, n_w: int, lo: int, hi: int, value: int,
         enc.encode_symbol(cdf, n_w + 1, value - lo)
         return
     enc.encode_symbol(cdf, n_w + 1, n_w)  # escape
+    encode_escape_payload(enc, lo, hi, value)
+
+
+def encode_escape_payload(enc: RangeEncoder, lo: int, hi: int, value: int) -> None:
+    """Informative: the bypass bits that follow an escape symbol (inverse of clause 7.10)."""
     side = int(value > hi)
     m = value - hi - 1 if side else lo - 1 - value
     enc.write_bit(side)

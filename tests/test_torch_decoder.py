@@ -291,3 +291,19 @@ def test_y_latent_out_of_range(small):
     hd = Header(1, 0, w, h, 0, small.model_id, len(z_payload), len(y_payload))
     stream = write_header(hd) + z_payload + y_payload
     assert _expect_same_error(stream, small) is E.LatentOutOfRange
+
+
+def test_symbol_intervals_match_full_tables(small):
+    """The encoder's two-entry lookup equals the clause 7.9 tables, escapes included."""
+    z, y = random_latents(small, 48, 40, seed=5)
+    y = y * 9          # wide values: many escapes on both sides
+    cdf, lo, hi = TD.cumulative_tables(small, y, z)
+    symbol, start, end, lo2, hi2 = TD.symbol_intervals(small, y, z)
+    np.testing.assert_array_equal(lo2, lo)
+    np.testing.assert_array_equal(hi2, hi)
+    n_w = hi - lo + 1
+    expected_symbol = np.where((y >= lo) & (y <= hi), y - lo, n_w)
+    np.testing.assert_array_equal(symbol, expected_symbol)
+    assert (symbol == n_w).any() and (symbol < n_w).any()
+    np.testing.assert_array_equal(start, np.take_along_axis(cdf, symbol[..., None], -1)[..., 0])
+    np.testing.assert_array_equal(end, np.take_along_axis(cdf, (symbol + 1)[..., None], -1)[..., 0])
