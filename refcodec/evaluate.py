@@ -16,6 +16,7 @@ Results are cached per item in OUT/cache.json, so an interrupted run resumes.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
@@ -87,8 +88,10 @@ def main(argv=None):
     ap.add_argument("--kodak", type=Path, default=DEFAULT_KODAK)
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--rates", default="0,1,2,3,4,5")
-    ap.add_argument("--torch-check", choices=["all", "first", "none"], default="first",
-                    help="decode with the torch decoder too: every stream, the first image's, or none")
+    ap.add_argument("--torch-check", default="first",
+                    help="decode with the torch decoder too: every stream (all), the first image's (first), "
+                         "none, or all:PROFILE (every stream of that profile, the first image's of the others)")
+    ap.add_argument("--anchors-only", action="store_true", help="compute only the anchor codecs' points")
     ap.add_argument("--out", type=Path, default=Path("results"))
     ap.add_argument("--shard", default="0/1", help="I/N: process images with index %% N == I (parallel runs)")
     ap.add_argument("--report-only", action="store_true", help="only merge the caches and write the report")
@@ -111,6 +114,16 @@ def main(argv=None):
 
     float_model = load_float_model(args.checkpoint).eval()
     int_models = [load_model(p) for p in args.model]
+    # Results are keyed by what made them: the checkpoint's and the model files' hashes. Entries of
+    # other checkpoints or models are dropped (the anchors do not depend on them and stay).
+    labels = {"float": f"float@{hashlib.sha256(args.checkpoint.read_bytes()).hexdigest()[:16]}"}
+    labels.update({m.header["profile"]: f"{m.header['profile']}@{m.model_id.hex()}" for m in int_models})
+    for store in (cache, mine):
+        for key in [k for k in store if k.split("|")[0] not in labels.values() and k.split("|")[0] not in ANCHORS]:
+            del store[key]
+    cache_path.write_text(json.dumps(mine, indent=0, sort_keys=True))
+    torch_all = {m.header["profile"] for m in int_models} if args.torch_check == "all" else (
+        {args.torch_check.split(":", 1)[1]} if args.torch_check.startswith("all:") else set())
     files = sorted(args.kodak.glob("kodim*.png"))[: args.images]
     rates = [int(r) for r in args.rates.split(",")]
     t0 = time.time()
@@ -118,8 +131,9 @@ def main(argv=None):
         if args.report_only or i % shards != shard:
             continue
         img = load_rgb(path)
-        for r in rates:
-            cached(f"float|{path.name}|{r}", lambda: dict(zip(("bpp", "psnr"), float_point(float_model, img, r))))
+        for r in [] if args.anchors_only else rates:
+            cached(f"{labels['float']}|{path.name}|{r}",
+                   lambda: dict(zip(("bpp", "psnr"), float_point(float_model, img, r))))
             for m in int_models:
                 prof = m.header["profile"]
 
@@ -129,17 +143,17 @@ def main(argv=None):
                     rec = encoder_reconstruction(m, enc)
                     item = {"bpp": enc.bits_per_pixel, "psnr": psnr(dec.transpose(1, 2, 0), img),
                             "encoder_equal": bool(np.array_equal(rec, dec))}
-                    if args.torch_check == "all" or (args.torch_check == "first" and i == 0):
+                    if prof in torch_all or (args.torch_check != "none" and i == 0):
                         item["torch_equal"] = bool(np.array_equal(decode_torch(enc.stream, m), dec))
                     return item
 
-                cached(f"{prof}|{path.name}|{r}", run)
+                cached(f"{labels[prof]}|{path.name}|{r}", run)
         for name, (fmt, opts, qualities) in ANCHORS.items():
             for q in qualities:
                 cached(f"{name}|{path.name}|{q}", lambda: dict(zip(("bpp", "psnr"), anchor_point(img, fmt, opts, q))))
         print(f"[{i + 1}/{len(files)}] {path.name}  {time.time() - t0:.0f}s", flush=True)
 
-    write_report(cache, files, rates, int_models, args)
+    write_report(cache, files, rates, int_models, args, labels)
     return 0
 
 
@@ -153,12 +167,12 @@ def collect(cache, label, files, settings):
     return pts
 
 
-def write_report(cache, files, rates, int_models, args):
+def write_report(cache, files, rates, int_models, args, labels):
     curves, checks = {}, {}
-    curves["float"] = mean_curve(collect(cache, "float", files, rates))
+    curves["float"] = mean_curve(collect(cache, labels["float"], files, rates))
     for m in int_models:
         prof = m.header["profile"]
-        pts = collect(cache, prof, files, rates)
+        pts = collect(cache, labels[prof], files, rates)
         curves[prof] = mean_curve(pts)
         checks[prof] = {"streams": len(pts), "encoder_equal": sum(p["encoder_equal"] for p in pts),
                         "torch_checked": sum("torch_equal" in p for p in pts),
@@ -175,11 +189,15 @@ def write_report(cache, files, rates, int_models, args):
         bds[f"{m.header['profile']} vs float"] = bd(m.header["profile"], "float")
     for name in ["float"] + [m.header["profile"] for m in int_models] + list(ANCHORS)[1:]:
         bds[f"{name} vs JPEG 4:2:0"] = bd(name, "JPEG 4:2:0")
+    sidecar = args.checkpoint.with_suffix(".json")
+    step = json.loads(sidecar.read_text()).get("step") if sidecar.is_file() else None
     summary = {"images": [f.name for f in files], "rates": rates, "lambdas": LAMBDAS, "curves": curves,
-               "bd_rate_percent": bds, "decoder_agreement": checks, "checkpoint": str(args.checkpoint)}
+               "bd_rate_percent": bds, "decoder_agreement": checks, "checkpoint": str(args.checkpoint),
+               "training_step": step, "labels": labels}
     (args.out / "kodak.json").write_text(json.dumps(summary, indent=1))
     plot(curves, args.out / "rd_kodak.png")
-    lines = ["# Kodak results", "", f"{len(files)} images, checkpoint `{args.checkpoint}`. "
+    lines = ["# Kodak results", "", f"{len(files)} images, checkpoint `{args.checkpoint}`"
+             + (f" (training step {step})" if step is not None else "") + ". "
              "Generated by `python -m refcodec.evaluate`; numbers in `kodak.json`.", "",
              "## BD-rate (negative: fewer bits at equal RGB PSNR)", "", "| comparison | BD-rate |", "|---|---|"]
     lines += [f"| {k} | {v:+.2f}% |" if not math.isnan(v) else f"| {k} | n/a (curves do not overlap) |"

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from refdec import constants as K
-from refdec.architecture import padded_sizes
+from refdec.architecture import causal_mask, padded_sizes
 from refdec.bitstream import HEADER_SIZE
 from refdec.conformance import (MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, STAGE_ORDER, dumps_canonical,
                                 png_bytes, readme_text, sample_hash, sha256_hex, stage_hash, validate_manifest)
@@ -47,9 +47,12 @@ from refdec.encoder import encode_latents, encode_value, entropy_parameters, y_s
 from refdec.entropy import coding_windows, mixture_parameters
 from refdec.errors import ALL_ERRORS, RefdecError
 from refdec.hyper import hyper_synthesis
+from refdec.invalid_models import invalid_models, tiny_base_model
 from refdec.model_file import model_arrays, model_id_of, parse_model, serialize_model
 from refdec.random_model import random_latents
 from refdec.range_encoder import RANGE_BOTTOM, RangeEncoder
+
+from . import vector_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = ROOT / "refdec" / "models"
@@ -66,6 +69,9 @@ SUBSETS = {
     "sizes": "image sizes: 1x1, odd sizes, strips, several hyper-latent positions",
     "latents": "unusual latent values: zero, extreme, wide spread",
     "escape": "the escape path of clause 7.10",
+    "accumulators": "the largest accumulator values of clause 4.5 (the bound of clause 9.5)",
+    "kodak": "Kodak images through the trained float model at every rate index",
+    "large": "a large image (1920x1080): many synthesis bands",
     "images": "streams of synthetic images through the trained float model",
     "header": "invalid headers (clause 6.2)",
     "model": "unknown or invalid model files (clauses 6.2, 9.4, 9.5)",
@@ -94,6 +100,7 @@ class ModelEntry:
     model: object | None            # the parsed Model (None for invalid files)
     description: str
     expected_error: str | None = None
+    clause: str | None = None          # invalid models: the clause the file violates
 
     @property
     def file(self) -> str:
@@ -115,42 +122,12 @@ class ModelEntry:
         return {"name": self.name, "file": self.file, "sha256": self.sha256, "model_id": self.model_id.hex()}
 
 
-def invalid_models(base: ModelEntry) -> list[ModelEntry]:
-    """Model files that fail clause 9.4 / 9.5, derived from a valid one (model-group vectors)."""
-    model = base.model
-    header = dict(model.header)
+def invalid_model_entries() -> list[ModelEntry]:
+    """Model files that fail clause 9 validation, one per check of refdec.model_file, derived from
+    a tiny valid model (refdec.invalid_models): the model-group vectors."""
     out = []
-
-    arrays = model_arrays(model)
-    name = "synthesis.2.shift"
-    arrays[name] = arrays[name].copy()
-    arrays[name][0] = K.MAX_SHIFT + 1
-    out.append(ModelEntry(f"invalid-value-{base.name}", serialize_model(header, arrays), None,
-                          f"{base.name} with {name}[0] = {K.MAX_SHIFT + 1} (clause 9.4 values)", "ModelValueError"))
-
-    arrays = model_arrays(model)
-    arrays["inv_gain"] = np.concatenate([arrays["inv_gain"], arrays["inv_gain"][:, :1]], axis=1)
-    out.append(ModelEntry(f"invalid-shape-{base.name}", serialize_model(header, arrays), None,
-                          f"{base.name} with one inv_gain column too many (clause 9.4 shapes)", "ModelShapeError"))
-
-    arrays = model_arrays(model)
-    w = arrays["synthesis.0.weight"]
-    arrays["synthesis.0.weight"] = np.full_like(w, np.iinfo(w.dtype).max)
-    out.append(ModelEntry(f"invalid-accumulator-{base.name}", serialize_model(header, arrays), None,
-                          f"{base.name} with every synthesis.0 weight at its maximum (clause 9.5)",
-                          "AccumulatorOverflowRisk"))
-
-    data = base.data[: len(base.data) // 2]
-    out.append(ModelEntry(f"invalid-format-{base.name}", data, None,
-                          f"the first half of {base.name}'s file (clause 9.1 container)", "ModelFormatError"))
-    for m in out:
-        try:
-            parse_model(m.data, where=m.name)
-        except RefdecError as exc:
-            if exc.name != m.expected_error:
-                raise GenerationError(f"{m.name}: parse_model reports {exc.name}, expected {m.expected_error}")
-        else:
-            raise GenerationError(f"{m.name}: parse_model accepts it")
+    for m in invalid_models(tiny_base_model()):
+        out.append(ModelEntry(f"invalid-{m.name}", m.data, None, m.description, m.expected_error, m.clause))
     return out
 
 
@@ -176,6 +153,50 @@ def latents_extreme(model, w, h):
     y = np.fromfunction(lambda c, yy, x: np.where((c + yy + x) % 2 == 0, K.Y_MAX, -K.Y_MAX),
                         (model.latent_channels, hy, wy), dtype=np.int64)
     return z.astype(np.int64), y.astype(np.int64)
+
+
+def _extreme_window(layer, in_max: int, masked: bool):
+    """Input window (I, k, k) that drives the output channel with the largest clause 9.5 bound to
+    exactly that bound: x = s * sign(W) * in_max, s the sign of the channel's bias."""
+    w = layer.weight.astype(np.int64)
+    if masked:
+        w = w * causal_mask(layer.kernel)
+    bound = np.abs(w).reshape(w.shape[0], -1).sum(axis=1) * in_max + np.abs(layer.bias.astype(np.int64))
+    ch = int(np.argmax(bound))
+    s = -1 if layer.bias[ch] < 0 else 1
+    return s * np.sign(w[ch]) * in_max
+
+
+ACCUMULATOR_TARGETS = {  # layer -> output position (row, column) in its input grid, disjoint windows
+    "hyper_synthesis.0": (1, 1), "context.7": (3, 3), "context.5": (3, 11), "context.3": (8, 3),
+    "synthesis.0": (12, 12)}
+
+
+def latents_accumulator_peaks(seed):
+    """Latents that drive the first layer of every network (hyper_synthesis.0, the three context
+    layers, synthesis.0) to the clause 9.5 bound of its worst output channel: the largest
+    accumulator values these layers can ever produce. Needs 256 x 256 (16 x 16 latents)."""
+    def make(model, w, h):
+        z, y = random_latents(model, w, h, seed=seed)
+        ctx = K.CONTEXT_INPUT_MAX
+        py, px = ACCUMULATOR_TARGETS["hyper_synthesis.0"]
+        z[:, py - 1: py + 2, px - 1: px + 2] = _extreme_window(model.layers["hyper_synthesis.0"], ctx, False)
+        for k in K.CONTEXT_KERNELS:
+            layer = model.layers[f"context.{k}"]
+            win = _extreme_window(layer, ctx, True)
+            py, px = ACCUMULATOR_TARGETS[layer.name]
+            p = k // 2
+            mask = causal_mask(k)
+            for ky in range(k):
+                for kx in range(k):
+                    if mask[ky, kx]:
+                        y[:, py + ky - p, px + kx - p] = win[:, ky, kx]
+        # synthesis.0 reads S0 = Clip3(-A0, A0, Round2(y * g, G)): +-Y_MAX saturates where g allows.
+        win = _extreme_window(model.layers["synthesis.0"], 1, False) * K.Y_MAX
+        py, px = ACCUMULATOR_TARGETS["synthesis.0"]
+        y[:, py - 1: py + 2, px - 1: px + 2] = win
+        return z, y
+    return make
 
 
 def _y_windows(model, z, y):
@@ -226,7 +247,7 @@ class ValidSpec:
     look_at: list
     subsets: list
     features: list = field(default_factory=list)
-    stream: bytes | None = None        # set for image-domain vectors
+    stream: object = None              # image-domain vectors: a function that encodes the stream
 
 
 def valid_specs(model, quick: bool) -> list[ValidSpec]:
@@ -266,6 +287,10 @@ def valid_specs(model, quick: bool) -> list[ValidSpec]:
         ValidSpec("extreme-latents-64x64", 64, 64, r_last, latents_extreme,
                   "every latent at +-16383: 14-bit escapes, saturated clips", ["5.3", "7.4", "7.6", "7.10", "7.11"],
                   ["latents", "escape"]),
+        ValidSpec("accumulator-peaks-256x256", 256, 256, r_last, latents_accumulator_peaks(21),
+                  "latents crafted so that hyper_synthesis.0, context.3/5/7 and synthesis.0 each reach the "
+                  "clause 9.5 bound of their worst output channel: the largest accumulators",
+                  ["4.5", "9.5", "7.4", "7.6", "7.12"], ["latents", "accumulators"]),
         ValidSpec("wide-latents-64x64", 64, 64, min(2, r_last), latents_random(20, y_scale=60.0, z_scale=30.0),
                   "widely spread latents: many escapes, context input clip", ["7.6", "7.9", "7.10"],
                   ["latents", "escape"]),
@@ -500,12 +525,11 @@ def invalid_specs(base_stream: bytes, base: ModelEntry, z, y, bad_models: list, 
              "y escape to hi + 32767, beyond Y_MAX", ["7.10", "5.3"], P, ["latent-out-of-range", "y-payload"]),
     ]
     for bm in bad_models:
-        slug = bm.name.split("-")[1]  # invalid-<slug>-<base name>
+        slug = bm.name[len("invalid-"):]
         out.append(spec(f"err-model-{slug}", bm.expected_error,
                         _patched(base_stream, model_id=bm.model_id),
-                        f"stream naming an invalid model: {bm.description}",
-                        ["9.4", "9.5"] if bm.expected_error == "AccumulatorOverflowRisk" else ["9.1", "9.4"],
-                        M, ["invalid-model"], model=bm))
+                        f"stream naming an invalid model file: {bm.description}",
+                        sorted({bm.clause, "9.4"}, key=_clause_key), M, ["invalid-model"], model=bm))
     return out
 
 
@@ -563,7 +587,6 @@ def synthetic_images() -> list[tuple[str, np.ndarray]]:
 def image_specs(checkpoint: Path, model, device: str, quick: bool) -> list[ValidSpec]:
     """Hook for image-domain vectors: synthetic images through the float analysis transform of a
     trained checkpoint (refcodec.codec.encode_image). Needs a checkpoint matching `model`."""
-    from .codec import encode_image
     from .model import load_float_model
 
     float_model = load_float_model(checkpoint).eval()
@@ -571,10 +594,69 @@ def image_specs(checkpoint: Path, model, device: str, quick: bool) -> list[Valid
     images = synthetic_images()[:2] if quick else synthetic_images()
     for i, (name, img) in enumerate(images):
         rate = (i * 3) % model.num_rates
-        enc = encode_image(float_model, model, img, rate, device)
-        specs.append(ValidSpec(f"image-{name}", enc.width, enc.height, rate, None,
+        h, w, _ = img.shape
+        specs.append(ValidSpec(f"image-{name}", w, h, rate, None,
                                f"synthetic image {name} through the trained model at rate {rate}",
-                               ["7.11", "7.12"], ["images"], stream=enc.stream))
+                               ["7.11", "7.12"], ["images"], stream=_encoder(float_model, model, img, rate, device)))
+    return specs
+
+
+def _encoder(float_model, model, img, rate, device):
+    """The stream of an image-domain vector, encoded only when the vector is generated."""
+    def encode() -> bytes:
+        from .codec import encode_image
+        return encode_image(float_model, model, img, rate, device).stream
+    return encode
+
+
+KODAK_ALL_RATES = "kodim23"                       # every rate index of the first model
+KODAK_MORE = (("kodim01", 1), ("kodim19", 4))     # (image, rate index): first model only; kodim19 is portrait
+LARGE_SIZE = (1920, 1080)
+
+
+def mirrored_to(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A larger image from `img` by mirror tiling (NumPy only, so the pixels never depend on a
+    resampling library's version)."""
+    h, w, _ = img.shape
+    reps_y, reps_x = -(-height // h), -(-width // w)
+    rows = [img if i % 2 == 0 else img[::-1] for i in range(reps_y)]
+    tall = np.concatenate(rows, axis=0)
+    cols = [tall if j % 2 == 0 else tall[:, ::-1] for j in range(reps_x)]
+    return np.ascontiguousarray(np.concatenate(cols, axis=1)[:height, :width])
+
+
+def kodak_specs(kodak: Path, checkpoint: Path, model, device: str, first_model: bool) -> list[ValidSpec]:
+    """Kodak images through the trained float model. First model: KODAK_ALL_RATES at every rate
+    index, KODAK_MORE and a large image (KODAK_ALL_RATES mirrored to LARGE_SIZE); other models:
+    KODAK_ALL_RATES at the lowest and highest rate index."""
+    from .codec import load_rgb
+    from .model import load_float_model
+
+    float_model = load_float_model(checkpoint).eval()
+    if first_model:
+        jobs = [(KODAK_ALL_RATES, r) for r in range(model.num_rates)]
+        jobs += [(name, r % model.num_rates) for name, r in KODAK_MORE]
+    else:  # the lowest and highest rate: enough to check a second profile, and the suite stays small
+        jobs = [(KODAK_ALL_RATES, r) for r in sorted({0, model.num_rates - 1})]
+    specs = []
+    for name, rate in jobs:
+        path = kodak / f"{name}.png"
+        if not path.is_file():
+            raise GenerationError(f"--kodak: {path} not found")
+        img = load_rgb(path)
+        h, w, _ = img.shape
+        specs.append(ValidSpec(f"kodak-{name}-rate-{rate}", w, h, rate, None,
+                               f"Kodak {name} ({w}x{h}) at rate index {rate}", ["7.11", "7.12"], ["kodak"],
+                               stream=_encoder(float_model, model, img, rate, device)))
+    if first_model:
+        width, height = LARGE_SIZE
+        img = mirrored_to(load_rgb(kodak / f"{KODAK_ALL_RATES}.png"), width, height)
+        rate = (model.num_rates - 1) // 2
+        specs.append(ValidSpec(f"large-{width}x{height}", width, height, rate, None,
+                               f"{KODAK_ALL_RATES} mirror-tiled to {width}x{height} at rate index {rate}: a large "
+                               "image, height not a multiple of 64, many synthesis bands",
+                               ["5.4", "7.12", "7.13"], ["large", "sizes"],
+                               stream=_encoder(float_model, model, img, rate, device)))
     return specs
 
 
@@ -605,15 +687,19 @@ def _log(msg: str) -> None:
 
 
 def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=None, device: str = "cpu",
-             log=_log) -> dict:
+             log=_log, kodak=None) -> dict:
     """Build the vector set in `out`; returns the manifest."""
     models = load_models(model_paths)
+    if kodak is not None and checkpoint is None:
+        raise GenerationError("--kodak needs --checkpoint (the float model's analysis transform)")
     multi = len(models) > 1
     valid_entries = []
-    for me in models:
+    for index, me in enumerate(models):
         specs = valid_specs(me.model, quick)
         if checkpoint is not None:
             specs += image_specs(Path(checkpoint), me.model, device, quick)
+        if kodak is not None and not quick:
+            specs += kodak_specs(Path(kodak), Path(checkpoint), me.model, device, first_model=index == 0)
         for s in specs:
             if multi:
                 s.id = f"{me.name}.{s.id}"
@@ -623,7 +709,7 @@ def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=
     base_spec = next(s for me, s in valid_entries if me is base_entry and s.id.endswith("odd-65x33"))
     bz, by = base_spec.latents(base_entry.model, base_spec.width, base_spec.height)
     base_stream = encode_latents(base_entry.model, bz, by, base_spec.rate, base_spec.width, base_spec.height)
-    bad_models = [] if quick else invalid_models(base_entry)
+    bad_models = [] if quick else invalid_model_entries()
     invalid = invalid_specs(base_stream, base_entry, bz, by, bad_models, quick)
     all_ids = [s.id for _, s in valid_entries] + [s.id for s in invalid]
     if len(set(all_ids)) != len(all_ids):
@@ -636,18 +722,23 @@ def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=
             raise GenerationError(f"--only: unknown vector ids {sorted(unknown)}")
 
     files: dict[str, bytes] = {}
+    stats: dict[str, dict] = {}
     used_models: dict[str, ModelEntry] = {}
     vectors = []
     for me, s in valid_entries:
         if wanted is not None and s.id not in wanted:
             continue
         if s.stream is not None:
-            stream = s.stream
+            stream = s.stream()
         else:
             z, y = s.latents(me.model, s.width, s.height)
             stream = encode_latents(me.model, z, y, s.rate, s.width, s.height)
         image, stages = golden_decode(stream, me.model, device)
         feats, extra = measured_features(me.model, s, stages)
+        measured = vector_stats.measure(me.model, stages)
+        stats[s.id] = measured
+        if "accumulators" in s.subsets:
+            check_accumulator_peaks(s.id, measured, log)
         png = png_bytes(image)
         files[f"streams/{s.id}.rdc"] = stream
         files[f"golden/{s.id}.png"] = png
@@ -695,9 +786,12 @@ def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=
         files[me.file] = me.data
     used_subsets = sorted({x for v in vectors for x in v["subsets"]})
     options = {"quick": bool(quick), "models": [m.name + ".npz" for m in models],
-               "checkpoint": Path(checkpoint).name if checkpoint else None, "only": sorted(only) if only else None}
+               "checkpoint": Path(checkpoint).name if checkpoint else None,
+               "kodak": Path(kodak).name if kodak else None, "only": sorted(only) if only else None}
     command = "python -m refcodec.make_vectors --out vectors/" + (" --quick" if quick else "") + "".join(
-        f" --model {m.name}.npz" for m in models)
+        f" --model {m.name}.npz" for m in models) + (
+        f" --checkpoint {Path(checkpoint).name}" if checkpoint else "") + (
+        f" --kodak {Path(kodak).name}/" if kodak else "")
     manifest = {
         "format": MANIFEST_FORMAT, "manifest_version": MANIFEST_VERSION, "bitstream_version": K.VERSION,
         "spec": "refdec specification, bitstream version 1 (spec/); vectors: clause 11.5",
@@ -708,11 +802,24 @@ def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=
         "models": {me.name: me.manifest_entry() for me in sorted(used_models.values(), key=lambda e: e.name)},
         "vectors": vectors,
     }
+    if stats:
+        manifest["statistics"] = vector_stats.summarise(stats)
     problems = validate_manifest(manifest)
     if problems:
         raise GenerationError("generated manifest is invalid: " + "; ".join(problems[:5]))
     _write(out, files, manifest)
     return manifest
+
+
+def check_accumulator_peaks(vid: str, measured: dict, log) -> None:
+    """The accumulator vector must reach the clause 9.5 bound in every layer it targets (synthesis.0
+    only where the inverse gains let +-Y_MAX saturate S0; its figure is logged)."""
+    for name in ACCUMULATOR_TARGETS:
+        m = measured["layers"][name]
+        if name != "synthesis.0" and m["peak"] != m["channel_bound"]:
+            raise GenerationError(f"{vid}: {name} reaches {m['peak']}, not its bound {m['channel_bound']}")
+        log(f"{vid}: {name} accumulator {m['peak']} = {m['peak'] / m['channel_bound']:.4f} of its channel's "
+            f"bound, {m['peak'] / 2**31:.4f} of 2^31")
 
 
 class _BytesModelStore:
@@ -757,6 +864,9 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", type=Path, default=None, metavar="FLOAT.pt",
                     help="optional trained float checkpoint matching the model: adds image-domain vectors "
                          "of synthetic images")
+    ap.add_argument("--kodak", type=Path, default=None, metavar="DIR",
+                    help="Kodak folder (needs --checkpoint): adds kodim23 at every rate index, two more Kodak "
+                         "images and a large image (first model), kodim23 at the extreme rates (other models)")
     ap.add_argument("--device", default="cpu", help="torch device of the golden decoder (default cpu)")
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -764,7 +874,7 @@ def main(argv=None) -> int:
     paths = args.model or [DEFAULT_MODEL_DIR]
     try:
         manifest = generate(args.out, paths, quick=args.quick, only=only, checkpoint=args.checkpoint,
-                            device=args.device, log=(lambda m: None) if args.quiet else _log)
+                            device=args.device, log=(lambda m: None) if args.quiet else _log, kodak=args.kodak)
     except (GenerationError, RefdecError, OSError) as exc:
         print(f"make_vectors: error: {exc}", file=sys.stderr)
         return 2

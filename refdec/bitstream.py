@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from . import constants as K
 from .errors import (BadMagic, DimensionsTooLarge, PayloadPastEnd, PayloadTooShort, ReservedFieldSet,
                      TrailingData, TruncatedHeader, UnsupportedVersion, ZeroDimension)
+from .marks import informative
 
 HEADER_SIZE = 27
 _LAYOUT = struct.Struct(">4sBBHHB8sII")
@@ -35,7 +36,9 @@ class Header:
     def y_offset(self) -> int:
         return HEADER_SIZE + self.z_length
 
+    @informative
     def as_dict(self) -> dict:
+        """Informative: the fields for `refdec info --json`."""
         return {"version": self.version, "flags": self.flags, "width": self.width, "height": self.height,
                 "rate_index": self.rate_index, "model_id": self.model_id.hex(),
                 "z_length": self.z_length, "y_length": self.y_length,
@@ -70,6 +73,7 @@ def parse_header(stream: bytes) -> Header:
     return Header(version, flags, width, height, rate, model_id, z_len, y_len)
 
 
+@informative
 def write_header(header: Header) -> bytes:
     """Informative: the 27 header bytes of clause 6.1."""
     return _LAYOUT.pack(K.MAGIC, header.version, header.flags, header.width, header.height,

@@ -12,6 +12,7 @@ from .bitstream import HEADER_SIZE, Header, parse_header
 from .errors import RateIndexOutOfRange, UnknownModel
 from .hyper import decode_z, hyper_synthesis
 from .latent import Trace, decode_y
+from .marks import informative
 from .model_file import Model, load_model
 from .range_decoder import RangeDecoder
 from .synthesis import DEFAULT_BAND_ROWS, crop, inverse_gain, synthesize
@@ -40,7 +41,9 @@ class ModelStore:
         for f in files:
             self._paths.setdefault(model_id_of(f.read_bytes()), f)
 
+    @informative
     def add(self, model: Model) -> None:
+        """Informative: make a parsed model available (library use: tools, tests)."""
         self._models[model.model_id] = model
 
     def get(self, model_id: bytes) -> Model:
@@ -54,8 +57,20 @@ class ModelStore:
         return model
 
     @classmethod
+    @informative
     def default(cls) -> "ModelStore":
+        """Informative: the models shipped with refdec (the CLI's default)."""
         return cls([DEFAULT_MODEL_DIR] if DEFAULT_MODEL_DIR.is_dir() else [])
+
+
+@informative
+def _as_store(models: ModelStore | Model) -> ModelStore:
+    """Informative: decode() also takes a single parsed model (library use)."""
+    if isinstance(models, Model):
+        store = ModelStore()
+        store.add(models)
+        return store
+    return models
 
 
 @dataclass
@@ -75,11 +90,7 @@ def decode(stream: bytes, models: ModelStore | Model, *, trace: bool = False,
     in the shapes of clause 11.3 (the element type of the canonical layout of clause 11.4).
     """
     header = parse_header(stream)
-    if isinstance(models, Model):
-        store = ModelStore()
-        store.add(models)
-        models = store
-    model = models.get(header.model_id)
+    model = _as_store(models).get(header.model_id)
     if header.rate_index >= model.num_rates:
         raise RateIndexOutOfRange(f"rate index {header.rate_index}, the model has {model.num_rates} rate points",
                                   offset=10)

@@ -14,8 +14,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from . import constants as K
 from .architecture import CONTEXT, GATHER, causal_mask
-from .arith import round2_array
+from .arith import clip3_array, floor_div, round2_array
 from .layers import output_bounds, requant_shifted, scaled_weights
+from .marks import informative
 from .model_file import Model
 from .tables import INV_SCALE, PHI, SCALE_Q
 
@@ -109,10 +110,10 @@ def mixture_parameters(params: np.ndarray, cy: int) -> MixtureParameters:
     nk = K.NUM_MIXTURES
     p = params.astype(np.int64).reshape(-1, 3, nk, cy).transpose(0, 3, 1, 2).reshape(-1, 3, nk)
     logits, means, raw_scale = p[:, 0], p[:, 1], p[:, 2]
-    sidx = np.clip(round2_array(raw_scale, 4), 0, K.NUM_SCALES - 1)
+    sidx = clip3_array(0, K.NUM_SCALES - 1, round2_array(raw_scale, 4))
     e = np.maximum(1, K.LOGIT_ONE + logits - logits.max(axis=1, keepdims=True))
     total = e.sum(axis=1, keepdims=True)
-    weights = 1 + (e * ((1 << K.WEIGHT_BITS) - nk)) // total
+    weights = 1 + floor_div(e * ((1 << K.WEIGHT_BITS) - nk), total)
     return MixtureParameters(weights, means, sidx)
 
 
@@ -128,8 +129,12 @@ def coding_windows(mix: MixtureParameters):
     return lo, hi
 
 
+@informative
 def cumulative_frequencies(mix: MixtureParameters, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Clause 7.9, component and mixture CDFs: C(j) for j = 0 .. n_w per element.
+
+    The literal form of the clause, used by the informative encoder and the tests; the decoder
+    computes the same values with coding_cdfs (tested equal).
 
     Returns (E, J + 1) int64 with J the largest n_w of the batch; entries after
     an element's own n_w are not used.
@@ -141,9 +146,9 @@ def cumulative_frequencies(mix: MixtureParameters, lo: np.ndarray, hi: np.ndarra
     half = (K.PHI_RANGE << K.PHI_FRAC_BITS)
     shift = K.MEAN_FRAC_BITS + K.INV_SCALE_BITS - K.PHI_FRAC_BITS
     for k in range(K.NUM_MIXTURES):
-        d = np.clip(boundary - mix.means[:, k, None], -K.MEAN_DIFF_MAX, K.MEAN_DIFF_MAX)
+        d = clip3_array(-K.MEAN_DIFF_MAX, K.MEAN_DIFF_MAX, boundary - mix.means[:, k, None])
         u = d * INV_SCALE[mix.scale_index[:, k]][:, None]
-        i = np.clip(round2_array(u, shift), -half, half)
+        i = clip3_array(-half, half, round2_array(u, shift))
         mixture += mix.weights[:, k, None] * PHI[i + half]
     mixture >>= K.WEIGHT_BITS
     d_mass = mixture - mixture[:, :1]
@@ -195,18 +200,18 @@ class _PhiTable:
             return
         m = np.arange(_M_FIRST, _M_LAST + 1, dtype=np.int64)
         r = np.arange(_PHASES, dtype=np.int64)
-        d = np.clip((m[None, :] << K.MEAN_FRAC_BITS) + r[:, None], -K.MEAN_DIFF_MAX, K.MEAN_DIFF_MAX)
+        d = clip3_array(-K.MEAN_DIFF_MAX, K.MEAN_DIFF_MAX, (m[None, :] << K.MEAN_FRAC_BITS) + r[:, None])
         half = K.PHI_RANGE << K.PHI_FRAC_BITS
         shift = K.MEAN_FRAC_BITS + K.INV_SCALE_BITS - K.PHI_FRAC_BITS
         for s in new:
-            i = np.clip(round2_array(d * INV_SCALE[s], shift), -half, half)
+            i = clip3_array(-half, half, round2_array(d * INV_SCALE[s], shift))
             self.table[s] = PHI[i + half]
         self.filled[new] = True
 
     def starts(self, sidx: np.ndarray, means: np.ndarray, lo: np.ndarray) -> np.ndarray:
         """Flat table index of the row for C(0) of each (element, component): (E, K)."""
         c = -(1 << (K.MEAN_FRAC_BITS - 1)) - means  # -32 - mean
-        m0 = np.clip(lo[:, None] + (c >> K.MEAN_FRAC_BITS), _M_FIRST, _HALF)
+        m0 = clip3_array(_M_FIRST, _HALF, lo[:, None] + (c >> K.MEAN_FRAC_BITS))
         return ((sidx * _PHASES + (c & (_PHASES - 1))) * _ROW_WIDTH) + (m0 - _M_FIRST)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import constants as K
+from .arith import clip3_array
 from .architecture import HYPER_SYNTHESIS
 from .layers import conv
 from .model_file import Model
@@ -29,7 +30,7 @@ def decode_z(decoder: RangeDecoder, model: Model, hz: int, wz: int) -> np.ndarra
 
 def hyper_synthesis(model: Model, z_hat: np.ndarray, trace=None) -> np.ndarray:
     """Clause 7.4: hyper features (Hy, Wy, C_h) channels-last, from z_hat (C_z, Hz, Wz)."""
-    x = np.clip(z_hat, -K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX).transpose(1, 2, 0).astype(np.float64)
+    x = clip3_array(-K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX, z_hat).transpose(1, 2, 0).astype(np.float64)
     for spec in HYPER_SYNTHESIS:
         x = conv(model, model.layers[spec.name], x)
         if trace is not None:

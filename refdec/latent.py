@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import constants as K
+from .arith import clip3_array
 from .architecture import CONTEXT, GATHER
 from .entropy import CONTEXT_REACH, coding_cdfs, coding_windows, context_model, gather_network, mixture_parameters
 from .model_file import Model
@@ -67,7 +68,7 @@ def decode_y(decoder: RangeDecoder, model: Model, hyper: np.ndarray, trace: Trac
         values = _decode_elements(decoder, cdf, offsets, lo, hi)
         block = np.array(values, dtype=np.int64).reshape(len(ys), cy)
         y_hat[ys, xs] = block
-        q_padded[ys + r, xs + r] = np.clip(block, -K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX)
+        q_padded[ys + r, xs + r] = clip3_array(-K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX, block)
         if trace is not None:
             for spec, ctx in zip(CONTEXT, contexts):
                 trace.record(ys, xs, spec.name, ctx)

@@ -30,14 +30,18 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
+from .marks import informative
 from .model_file import Layer, Model
 
 TILE_POSITIONS = 512  # informative: output positions per im2col product (a tile of rows x columns)
 PLANAR_BYTES = 8 << 20  # informative: bytes of per-tap planes per product in conv_planar
 
 
+@informative
 def weight_matrix(model: Model, layer: Layer) -> np.ndarray:
-    """Clause 4.5 weights W[o][i][ky][kx] as a (k*k*I, O) float64 matrix, rows ordered (ky, kx, i). Cached."""
+    """Clause 4.5 weights W[o][i][ky][kx] as a (k*k*I, O) float64 matrix, rows ordered (ky, kx, i). Cached.
+
+    For the informative encoder; the decoder uses scaled_weights."""
     key = ("matrix", layer.name)
     if key not in model.cache:
         w = layer.weight.astype(np.float64)
@@ -100,8 +104,12 @@ def requant_shifted(u: np.ndarray, leaky: bool, lo, hi, tmp: np.ndarray | None =
     return np.floor(u.reshape(u_shape) if u_shape is not None else u, out=out, casting="unsafe")
 
 
+@informative
 def activate(acc: np.ndarray, layer: Layer, out_range=None) -> np.ndarray:
-    """Clause 4.5 second line: Clip3(-A, A, Requant(acc, s, leaky)); clause 7.12 for the output layer."""
+    """Clause 4.5 second line: Clip3(-A, A, Requant(acc, s, leaky)); clause 7.12 for the output layer.
+
+    For the informative encoder, on plain accumulators; the decoder folds the shift into
+    scaled_weights and calls requant_shifted."""
     u = acc * np.ldexp(1.0, -layer.shift.astype(np.int64))  # exact: a power-of-two scaling
     u += 0.5
     lo, hi = output_bounds(layer, out_range)
@@ -142,8 +150,7 @@ def conv_tiles(model: Model, layer: Layer, src: np.ndarray, rows: int, dest: np.
     k, p = layer.kernel, layer.kernel // 2
     cols, cin = src.shape[1] - 2 * p, src.shape[2]
     assert src.shape[0] == rows + 2 * p
-    if rows <= 0 or cols <= 0:
-        return
+    assert rows > 0 and cols > 0, "callers never ask for an empty block"
     wmat, _ = scaled_weights(model, layer)  # for a D2S layer, columns ordered (i, j, c)
     d2s = layer.depth_to_space
     if d2s:
@@ -207,8 +214,7 @@ def conv_planar(model: Model, layer: Layer, src: np.ndarray, rows: int, dest: np
     """
     k, p = layer.kernel, layer.kernel // 2
     cols, cin = src.shape[1] - 2 * p, src.shape[2]
-    if rows <= 0 or cols <= 0:
-        return
+    assert rows > 0 and cols > 0, "callers never ask for an empty block"
     wp = planar_weights(model, layer)
     _, const = scaled_weights(model, layer)
     nout = len(const)
@@ -243,13 +249,15 @@ def pad_rows(x: np.ndarray, x_row0: int, total_rows: int, r0: int, r1: int, p: i
     return padded
 
 
+@informative
 def conv_rows(model: Model, layer: Layer, x: np.ndarray, x_row0: int, total_rows: int,
               r0: int, r1: int, out_range=None) -> np.ndarray:
     """Clause 4.5 for output rows [r0, r1) of a layer whose whole input has total_rows rows.
 
     x holds input rows [x_row0, x_row0 + len(x)), which must include every row in
     [r0 - p, r1 + p) that lies inside [0, total_rows); rows outside the input are
-    zero (the zero padding of clause 4.5), as are columns outside it.
+    zero (the zero padding of clause 4.5), as are columns outside it. For the tests (banded
+    computation against whole tensors); the synthesis streams with conv_tiles directly.
     """
     p = layer.kernel // 2
     src = pad_rows(x, x_row0, total_rows, r0, r1, p)
@@ -278,8 +286,11 @@ def conv(model: Model, layer: Layer, x: np.ndarray, out_range=None) -> np.ndarra
     return out
 
 
+@informative
 def depth_to_space(x: np.ndarray) -> np.ndarray:
-    """Clause 4.6: Y[c][2y+i][2x+j] = X[4c+2i+j][y][x], channels-last."""
+    """Clause 4.6: Y[c][2y+i][2x+j] = X[4c+2i+j][y][x], channels-last.
+
+    The literal form, for the tests; the decoder writes D2S outputs in place (conv_tiles)."""
     h, w, c4 = x.shape
     c = c4 // 4
     return x.reshape(h, w, c, 2, 2).transpose(0, 3, 1, 4, 2).reshape(2 * h, 2 * w, c)

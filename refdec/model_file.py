@@ -27,6 +27,7 @@ import numpy as np
 from . import constants as K
 from .architecture import BY_NAME, CONTEXT, GATHER, HYPER_SYNTHESIS, LAYER_NAMES, OUTPUT_LAYER, SYNTHESIS, causal_mask
 from .errors import AccumulatorOverflowRisk, ModelFormatError, ModelShapeError, ModelValueError
+from .marks import informative
 
 # Clause 9.1: container limits, checked before any member is read.
 MAX_MODEL_FILE_BYTES = 1 << 30
@@ -148,6 +149,8 @@ def _parse_npy(raw: bytes, filename: str, where: str) -> _Member:
     shape, fortran_order, descr = meta["shape"], meta["fortran_order"], meta["descr"]
     if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
         raise bad(f"malformed .npy shape {_show(shape)}")
+    if any(d > MAX_MEMBER_BYTES for d in shape):
+        raise bad(f".npy shape {_show(shape)} has a dimension above 2^28 (clause 9.1)")
     if type(fortran_order) is not bool:
         raise bad(f"malformed .npy fortran_order {_show(fortran_order)}")
     if fortran_order:
@@ -177,7 +180,8 @@ def _read_members(data: bytes, where: str) -> dict[str, _Member]:
     """Clause 9.1: the container. File size, member count, unique names and member sizes are
     checked before any member is read; then every member must be a valid .npy array."""
     if len(data) > MAX_MODEL_FILE_BYTES:
-        raise ModelFormatError(f"file is {len(data)} bytes, at most {MAX_MODEL_FILE_BYTES} allowed", where=where)
+        raise ModelFormatError(f"file is {len(data)} bytes, at most {MAX_MODEL_FILE_BYTES} allowed",  # informative: a vector would be over 1 GiB
+                               where=where)
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
@@ -482,15 +486,17 @@ def load_model(path) -> Model:
     try:
         size = path.stat().st_size
         if size > MAX_MODEL_FILE_BYTES:
-            raise ModelFormatError(f"file is {size} bytes, larger than any valid model", where=str(path))
+            raise ModelFormatError(f"file is {size} bytes, larger than any valid model",  # informative: over 1 GiB
+                                   where=str(path))
         data = path.read_bytes()
-    except OSError as exc:
+    except OSError as exc:  # informative: a file-system error, which no vector can cause
         raise ModelFormatError(f"cannot read model file ({exc.strerror})", where=str(path)) from None
     return parse_model(data, where=str(path))
 
 
 # --- Informative: writing model files -------------------------------------------------
 
+@informative
 def _npy_bytes(arr: np.ndarray) -> bytes:
     """Informative: one array in the .npy format, version 1.0 (clause 9.1)."""
     buf = io.BytesIO()
@@ -498,6 +504,7 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+@informative
 def serialize_model(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
     """Informative: the canonical bytes of a model file (sorted members, fixed timestamps),
     so that the same parameters always give the same file and the same model id."""
@@ -513,6 +520,7 @@ def serialize_model(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
+@informative
 def model_arrays(model: Model) -> dict[str, np.ndarray]:
     """Informative: the clause 9.3 arrays of a parsed model, with their file dtypes."""
     wdtype = np.int16 if model.header["weight_bits"] == 16 else np.int8

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .architecture import SYNTHESIS
-from .arith import round2_array
+from .arith import clip3_array, round2_array
 from .layers import conv_planar, conv_tiles
 from .model_file import Model
 
@@ -28,7 +28,7 @@ def inverse_gain(model: Model, y_hat: np.ndarray, rate_index: int) -> np.ndarray
     """Clause 7.11: S0 = Clip3(-A0, A0, Round2(y_hat * inv_gain[r][c], G)), (C_y, Hy, Wy)."""
     gain = model.inv_gain[rate_index][:, None, None]
     a0 = model.header["synthesis_input_clip"]
-    return np.clip(round2_array(y_hat * gain, model.header["inv_gain_shift"]), -a0, a0)
+    return clip3_array(-a0, a0, round2_array(y_hat * gain, model.header["inv_gain_shift"]))
 
 
 class _RowWindow:
@@ -91,7 +91,8 @@ def _rows_needed(layers, heights, target: int):
 def synthesize(model: Model, s0: np.ndarray, band_rows: int = DEFAULT_BAND_ROWS, trace=None) -> np.ndarray:
     """Clause 7.12: S7 (3, 16 Hy, 16 Wy) uint8 from S0 (C_y, Hy, Wy).
 
-    With trace, the whole image is one band and every layer's output is recorded.
+    With trace, every layer's output is recorded (copied out band by band, so a traced decode
+    runs exactly the code of an untraced one).
     """
     layers = [model.layers[spec.name] for spec in SYNTHESIS]
     hy, wy = s0.shape[1:]
@@ -103,8 +104,6 @@ def synthesize(model: Model, s0: np.ndarray, band_rows: int = DEFAULT_BAND_ROWS,
         if layer.depth_to_space:
             h, w = 2 * h, 2 * w
     out_rows, out_cols = h, w
-    if trace is not None:
-        band_rows = out_rows
     band_rows = max(1, band_rows)
     image = np.empty((3, out_rows, out_cols), dtype=np.uint8)
 
@@ -138,13 +137,14 @@ def synthesize(model: Model, s0: np.ndarray, band_rows: int = DEFAULT_BAND_ROWS,
                 # Rows [f * a, f * b) of the next layer's input, written in place.
                 conv_tiles(model, layer, src, b - a, nxt.reserve(f * b), scratch=scratch)
                 nxt.advance(f * b)
+                if trace is not None:
+                    if layer.name not in trace:
+                        trace[layer.name] = np.empty((heights[i + 1], widths[i + 1], nxt.data.shape[2]))
+                    trace[layer.name][f * a: f * b] = nxt.interior(f * a, f * b)
             done[i] = b
             windows[i].keep = b - p  # rows still needed by the next band
-            if trace is not None:
-                if i == len(layers) - 1:
-                    trace[layer.name] = image.transpose(1, 2, 0)
-                else:
-                    trace[layer.name] = windows[i + 1].interior(0, heights[i + 1]).copy()
+    if trace is not None:
+        trace[layers[-1].name] = image.transpose(1, 2, 0)
     return image
 
 

@@ -19,7 +19,7 @@ def _load(name: str) -> np.ndarray:
     data = resources.files("refdec").joinpath("tables", name).read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != TABLE_DIGESTS[name]:
-        raise RuntimeError(f"refdec installation is corrupt: table {name} has digest {digest}")
+        raise RuntimeError(f"refdec installation is corrupt: table {name} has digest {digest}")  # informative: no stream reaches it
     return np.array([int(v) for v in data.split()], dtype=np.int64)
 
 

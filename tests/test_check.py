@@ -496,12 +496,3 @@ def regenerate_and_compare(committed: Path, tmp: Path, count: int = 3) -> list[s
 
 def test_regenerating_a_few_vectors_gives_the_same_bytes(vectors, tmp_path):
     assert len(regenerate_and_compare(vectors, tmp_path)) == 3
-
-
-def test_committed_vectors_regenerate(tmp_path):
-    """The committed vector set (vectors/, once it exists) is what its command makes."""
-    committed = ROOT / "vectors"
-    if not (committed / "manifest.json").is_file():
-        pytest.skip("no committed vectors/ yet")
-    pytest.importorskip("torch")
-    regenerate_and_compare(committed, tmp_path)

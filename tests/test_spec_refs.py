@@ -17,8 +17,7 @@ REF = re.compile(r"\b(?:[Cc]lauses?|[Aa]nnex)\s+(" + NUM + r")((?:(?:\s*,\s*|\s+
                  r"\d+\.\d+)*)")
 CONT = re.compile(r"(\s*,\s*|\s+and\s+|\s+or\s+|\s+to\s+|\s*-\s*)(\d+\.\d+)")
 
-NORMATIVE_MODULES = ("arith", "bitstream", "range_decoder", "hyper", "symbols", "entropy", "latent",
-                     "synthesis", "layers", "model_file", "decoder", "tables", "architecture")
+from refdec.marks import NORMATIVE_MODULES
 EXCLUDED_TOP = {"1", "2", "3"}
 
 

@@ -1,0 +1,152 @@
+"""Informative generator refdec.invalid_models: one invalid model file per check of clause 9
+(refdec/model_file.py), each rejected with its error class; deterministic; and together with the
+tiny base model they reach every line and branch of refdec/model_file.py that file bytes can reach."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from refdec.errors import ALL_ERRORS, ModelError
+from refdec.invalid_models import InvalidModel, invalid_models, tiny_base_model
+from refdec.marks import COVERAGE_EXCLUDE
+from refdec.model_file import parse_model
+
+from conftest import REFDEC_DIR, ROOT
+
+MODEL_FILE = REFDEC_DIR / "model_file.py"
+CLAUSE = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+
+# What parse_model cannot reach from a model file's bytes but the decoder does reach, excluded
+# from this measure by name (each regex must match exactly one line of model_file.py; a matched
+# def excludes the whole function). Code marked informative (refdec.marks.COVERAGE_EXCLUDE: the
+# writers, the 1 GiB file-size limit, file-system errors) is excluded as in the vector gate.
+EXCLUDED = {
+    r"^    def latent_channels\(self\)": "Model.latent_channels: accessor, not used by parse_model",
+    r"^    def hyper_channels\(self\)": "Model.hyper_channels: accessor, not used by parse_model",
+    r"^    def num_rates\(self\)": "Model.num_rates: accessor, not used by parse_model",
+    r"^def load_model\(": "load_model: reads the file, then parse_model",
+}
+
+
+@pytest.fixture(scope="module")
+def base() -> bytes:
+    return tiny_base_model()
+
+
+@pytest.fixture(scope="module")
+def models(base) -> list[InvalidModel]:
+    return invalid_models(base)
+
+
+def test_tiny_base_model_is_valid_and_small(base):
+    model = parse_model(base, where="tiny base")
+    assert (model.latent_channels, model.hyper_channels) == (1, 2)
+    assert len(base) < 20_000
+    assert tiny_base_model() == base
+
+
+def test_every_file_is_rejected_with_its_error(models):
+    """(a) parse_model raises exactly expected_error, with a one-line message naming the file."""
+    problems = []
+    for m in models:
+        try:
+            parse_model(m.data, where=m.name)
+        except ModelError as exc:
+            message = str(exc)
+            if type(exc).__name__ != m.expected_error:
+                problems.append(f"{m.name}: expected {m.expected_error}, got {message}")
+            if "\n" in message or m.name not in message:
+                problems.append(f"{m.name}: message is not one line naming the file: {message!r}")
+        else:
+            problems.append(f"{m.name}: accepted")
+    assert not problems, "\n".join(problems)
+
+
+def test_generation_is_deterministic(base, models):
+    """(b) The same base gives byte-identical files in the same order."""
+    again = invalid_models(tiny_base_model())
+    assert [m.name for m in again] == [m.name for m in models]
+    assert again == models
+
+
+def test_entries_are_well_formed(models):
+    """(c) Unique slugs, known error classes, clause numbers, one-line descriptions, small files."""
+    names = [m.name for m in models]
+    assert len(names) == len(set(names))
+    for m in models:
+        assert re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", m.name), m.name
+        assert m.expected_error in ALL_ERRORS, m.name
+        assert CLAUSE.fullmatch(m.clause), m.name
+        assert m.description and "\n" not in m.description, m.name
+        assert len(m.data) < 64_000, m.name
+    assert sum(len(m.data) for m in models) < 2_000_000
+    assert {m.expected_error for m in models} == {"ModelFormatError", "ModelShapeError", "ModelValueError",
+                                                  "AccumulatorOverflowRisk"}
+    assert {m.clause for m in models} >= {"5.1", "5.2", "9.1", "9.2", "9.3", "9.4", "9.5"}
+
+
+def test_other_bases(small_model_file, small_model_w8_file):
+    """The generator derives from any valid model (it checks every entry itself)."""
+    for data, _ in (small_model_file, small_model_w8_file):
+        derived = invalid_models(data)
+        assert len(derived) >= len(invalid_models(tiny_base_model())) - 1  # value-z-cdf-padding needs padding
+
+
+CHILD = r"""
+import json, sys
+import coverage
+model_file, folder, excluded, out = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+cov = coverage.Coverage(branch=True, data_file=None, include=[model_file], config_file=False)
+for regex in excluded:
+    cov.exclude(regex)
+cov.start()
+import pathlib
+import refdec.model_file as mf
+from refdec.errors import ModelError
+files = sorted(pathlib.Path(folder).iterdir())
+mf.parse_model(files[0].read_bytes(), where=files[0].name)  # the valid base
+for f in files[1:]:
+    try:
+        mf.parse_model(f.read_bytes(), where=f.name)
+    except ModelError:
+        pass
+    else:
+        raise SystemExit(f"{f.name} accepted")
+cov.stop()
+cov.json_report(morfs=[model_file], outfile=out)
+cov.report(morfs=[model_file], show_missing=True)
+"""
+
+
+def test_coverage_of_model_file(base, models, tmp_path):
+    """(d) The base and the invalid files reach every line and branch of model_file.py except
+    EXCLUDED (measured in a fresh interpreter, where model_file is imported under coverage)."""
+    source = MODEL_FILE.read_text().splitlines()
+    for regex in EXCLUDED:
+        hits = [line for line in source if re.search(regex, line)]
+        assert len(hits) == 1, f"exclusion {regex!r} matches {len(hits)} lines of model_file.py"
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "000-base.npz").write_bytes(base)
+    for i, m in enumerate(models, 1):
+        (folder / f"{i:03d}-{m.name}.npz").write_bytes(m.data)
+    out = tmp_path / "coverage.json"
+    patterns = list(EXCLUDED) + list(COVERAGE_EXCLUDE)
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(MODEL_FILE), str(folder), json.dumps(patterns),
+                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads(out.read_text())["files"]
+    (entry,) = summary.values()
+    totals = entry["summary"]
+    print(proc.stdout)
+    print(f"model_file.py: {totals['covered_lines']}/{totals['num_statements']} lines, "
+          f"{totals['covered_branches']}/{totals['num_branches']} branches, "
+          f"{totals['excluded_lines']} lines excluded")
+    assert not entry["missing_lines"] and not entry["missing_branches"], (
+        f"missing lines {entry['missing_lines']}, missing branches {entry['missing_branches']}\n{proc.stdout}")
+    assert totals["percent_covered"] == 100.0

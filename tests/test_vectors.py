@@ -1,0 +1,109 @@
+"""The committed conformance vectors (vectors/, spec clause 11.5): they pass refdec and the torch
+decoder, they reach every line and branch of refdec's normative modules, and a few of them
+regenerate byte for byte from the command their manifest records."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from refdec import cli
+from refdec.conformance import load_manifest
+
+VECTORS = ROOT / "vectors"
+PY = sys.executable
+
+pytestmark = pytest.mark.skipif(not (VECTORS / "manifest.json").is_file(), reason="vectors/ is not committed")
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return load_manifest(VECTORS)
+
+
+def test_the_set_is_complete_and_small(manifest):
+    vectors = manifest.data["vectors"]
+    valid = [v for v in vectors if v["kind"] == "valid"]
+    invalid = [v for v in vectors if v["kind"] == "invalid"]
+    # Every error class of clause 11.2 has an invalid vector.
+    from refdec.errors import ALL_ERRORS
+    assert {v["expected_error"] for v in invalid} == set(ALL_ERRORS)
+    # Every rate index of every valid model, Kodak at every rate of the first model, a large image.
+    models = {name: m for name, m in manifest.data["models"].items() if m["valid"]}
+    assert len(models) >= 2
+    for name in models:
+        rates = {v["header"]["rate_index"] for v in valid if v["model"]["name"] == name}
+        assert rates == set(range(len(rates))) and len(rates) >= 6, name
+    kodak = [v for v in valid if "kodak" in v["subsets"]]
+    assert {v["header"]["rate_index"] for v in kodak if "kodim23" in v["id"]} == set(range(6))
+    assert any(v["header"]["width"] * v["header"]["height"] >= 1920 * 1080 for v in valid)
+    assert any(v["header"]["width"] == 1 and v["header"]["height"] == 1 for v in valid)
+    # The accumulator vectors reach 2^31 * 0.9 or more somewhere (the clause 9.5 bound is tight).
+    peaks = manifest.data["statistics"]["layers"]
+    assert max(p["peak_over_2^31"] for p in peaks.values()) > 0.9
+    size = sum(p.stat().st_size for p in VECTORS.rglob("*") if p.is_file())
+    assert size < 21 * 2**20, f"vectors/ is {size / 2**20:.1f} MiB"
+
+
+def test_refdec_passes_every_vector(tmp_path, capsys):
+    rc = cli.main(["check", str(VECTORS), "-j", "2", "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert rc == 0, out[-3000:]
+    summary = json.loads((tmp_path / "r.json").read_text())["summary"]
+    assert summary["pass"] == len(load_manifest(VECTORS).data["vectors"])
+
+
+@pytest.mark.torch
+def test_torch_decoder_passes_every_vector(tmp_path):
+    """The README's command for a third-party decoder, with the torch decoder of refcodec."""
+    pytest.importorskip("torch")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+               OMP_NUM_THREADS="1")
+    decoder = f"{PY} -m refcodec.decode_cli {{in}} {{out}}"
+    proc = subprocess.run([PY, "-m", "refdec", "check", str(VECTORS), "--decoder", decoder, "-j", "2",
+                           "--json", str(tmp_path / "r.json"), "-q"], capture_output=True, text=True, env=env,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["summary"]["pass"] == len(doc["results"]) > 100
+
+
+def test_coverage_gate(tmp_path):
+    """Clause 11.5.6: the vectors execute every line and branch of the normative modules."""
+    out = tmp_path / "coverage.json"
+    proc = subprocess.run([PY, str(ROOT / "tools" / "vector_coverage.py"), str(VECTORS), "--json", str(out)],
+                          capture_output=True, text=True, timeout=1800, cwd=ROOT)
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["percent"] == 100.0 and not figures["problems"]
+    # The valid vectors alone miss only the error paths (reported; the invalid vectors reach them).
+    print(f"valid vectors alone: {figures['valid_only_percent']:.2f}%")
+    assert figures["valid_only_percent"] > 80.0
+
+
+def test_committed_vectors_regenerate(manifest, tmp_path):
+    """Three latent-domain vectors regenerate byte for byte from the models the manifest records
+    (image-domain streams depend on the float analysis transform; clause 11.5.1)."""
+    pytest.importorskip("torch")
+    from refcodec.make_vectors import generate
+
+    opts = manifest.data["generator"]["options"]
+    vectors = manifest.data["vectors"]
+    latent = [v["id"] for v in vectors if v["kind"] == "valid" and not {"images", "kodak", "large"} & set(v["subsets"])]
+    invalid = [v["id"] for v in vectors if v["kind"] == "invalid"]
+    chosen = sorted({latent[0], next(i for i in latent if "accumulator" in i), invalid[-1]})
+    models = [VECTORS / "models" / name for name in opts["models"]]
+    data = generate(tmp_path, models, quick=opts["quick"], only=chosen, log=lambda msg: None)
+    by_id = {v["id"]: v for v in vectors}
+    assert sorted(v["id"] for v in data["vectors"]) == chosen
+    for v in data["vectors"]:
+        assert v == by_id[v["id"]], v["id"]
+        refs = [v["bitstream"], v["model"]] + ([v["golden"]] if v["kind"] == "valid" else [])
+        for ref in refs:
+            assert (tmp_path / ref["file"]).read_bytes() == (VECTORS / ref["file"]).read_bytes(), ref["file"]
