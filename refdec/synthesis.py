@@ -17,7 +17,7 @@ import numpy as np
 
 from .architecture import SYNTHESIS
 from .arith import clip3_array, round2_array
-from .layers import conv_planar, conv_tiles
+from .layers import conv_planar, conv_winograd
 from .model_file import Model
 
 PIXEL_RANGE = (0, 255)
@@ -118,7 +118,7 @@ def synthesize(model: Model, s0: np.ndarray, band_rows: int = DEFAULT_BAND_ROWS,
         windows.append(_RowWindow(heights[i], widths[i], layers[i].weight.shape[1], p,
                                   -(-band_rows // scale) + 2 * p + 2))
     done = [0] * len(layers)
-    scratch: dict = {}  # conv_tiles' buffers, reused
+    scratch: dict = {}  # conv_winograd's buffers, reused
 
     for target in range(min(band_rows, out_rows), out_rows + band_rows, band_rows):
         target = min(target, out_rows)
@@ -135,7 +135,7 @@ def synthesize(model: Model, s0: np.ndarray, band_rows: int = DEFAULT_BAND_ROWS,
                 nxt = windows[i + 1]
                 f = 2 if layer.depth_to_space else 1
                 # Rows [f * a, f * b) of the next layer's input, written in place.
-                conv_tiles(model, layer, src, b - a, nxt.reserve(f * b), scratch=scratch)
+                conv_winograd(model, layer, src, b - a, nxt.reserve(f * b), scratch=scratch)
                 nxt.advance(f * b)
                 if trace is not None:
                     if layer.name not in trace:

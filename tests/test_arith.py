@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refdec.arith import clip3, floor_div, requant_float, round2, round2_array, round2_float
-from refdec.layers import conv, conv_rows, depth_to_space
+from refdec.layers import conv, conv_rows, conv_tiles, conv_winograd, depth_to_space
 
 LIM = 1 << 40  # |x| < 2^40 for the array forms
 
@@ -227,3 +227,46 @@ def test_conv_equals_literal_clause_4_5(small_model, name, h, w):
                 a, b = max(0, r0 - layer.kernel // 2), min(h, r1 + layer.kernel // 2)
                 band = conv_rows(small_model, layer, xt[a:b], a, h, r0, r1, out_range)
                 assert np.array_equal(band, got[r0:r1])
+
+
+@pytest.mark.parametrize("name", ["synthesis.0", "synthesis.1", "synthesis.2", "synthesis.5", "synthesis.6"])
+@pytest.mark.parametrize("rows, cols", [(1, 1), (1, 6), (5, 1), (3, 4), (6, 7)])
+def test_winograd_equals_literal_clause_4_5(small_model, name, rows, cols):
+    """conv_winograd (F(2x2, 3x3) in float64) gives the clause 4.5 result exactly, D2S layers,
+    odd sizes and half-used tiles included."""
+    layer = small_model.layers[name]
+    rng = np.random.default_rng(rows * 100 + cols)
+    cin = layer.weight.shape[1]
+    bound = small_model.header["clip"]["synthesis.0"]
+    x = rng.integers(-bound, bound + 1, size=(cin, rows, cols))
+    out_range = (0, 255) if name == "synthesis.6" else None
+    want = naive_layer(layer, x, out_range)
+    if layer.depth_to_space:
+        want = depth_to_space(want.transpose(1, 2, 0)).transpose(2, 0, 1)
+    src = np.zeros((rows + 2, cols + 2, cin))
+    src[1:-1, 1:-1] = x.transpose(1, 2, 0)
+    got = np.zeros(want.transpose(1, 2, 0).shape)
+    conv_winograd(small_model, layer, src, rows, got, out_range)
+    assert got.transpose(2, 0, 1).astype(np.int64).tolist() == want.tolist()
+
+
+def test_winograd_is_exact_at_the_accumulator_bound():
+    """Inputs that drive every output channel of a reference-size layer to +-its clause 9.5 bound
+    (the largest partial sums Winograd's transforms can produce): still equal to im2col."""
+    from refdec.random_model import REFERENCE_CHANNELS, random_model
+    _, model = random_model(3, channels=REFERENCE_CHANNELS)
+    for name in ("synthesis.3", "synthesis.4"):
+        layer = model.layers[name]
+        a0 = model.header["clip"][f"synthesis.{int(name[-1]) - 1}"]
+        cin = layer.weight.shape[1]
+        w = layer.weight.astype(np.int64)
+        src = np.zeros((8, 8, cin))
+        for o, (ty, tx) in enumerate([(1, 1), (1, 4), (4, 1), (4, 4)]):   # output positions, windows inside
+            sign = (-1) ** o
+            src[ty: ty + 3, tx: tx + 3] = sign * a0 * np.sign(w[o]).transpose(1, 2, 0)
+        f = 2 if layer.depth_to_space else 1
+        want = np.zeros((6 * f, 6 * f, layer.weight.shape[0] // f // f))
+        got = np.zeros_like(want)
+        conv_tiles(model, layer, src, 6, want)
+        conv_winograd(model, layer, src, 6, got)
+        assert np.array_equal(got, want), name
