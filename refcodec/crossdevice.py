@@ -22,6 +22,7 @@ tables by construction; the same count is reported for it as a control.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -168,7 +169,12 @@ def main(argv=None):
                             "mismatched_tables": sum(r["mismatched_tables"] for r in rs),
                             "elements": sum(r["elements"] for r in rs)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"summary": summary, "results": results}, indent=1))
+    sidecar = args.checkpoint.with_suffix(".json")
+    setup = {"checkpoint": str(args.checkpoint),
+             "checkpoint_sha256": hashlib.sha256(args.checkpoint.read_bytes()).hexdigest(),
+             "training_step": json.loads(sidecar.read_text()).get("step") if sidecar.is_file() else None,
+             "rate": args.rate, "crop": args.crop or "whole images"}
+    args.out.write_text(json.dumps({"setup": setup, "summary": summary, "results": results}, indent=1))
     print(json.dumps(summary, indent=1))
     return 0
 

@@ -189,12 +189,15 @@ def write_report(cache, files, rates, int_models, args, labels):
         bds[f"{m.header['profile']} vs float"] = bd(m.header["profile"], "float")
     for name in ["float"] + [m.header["profile"] for m in int_models] + list(ANCHORS)[1:]:
         bds[f"{name} vs JPEG 4:2:0"] = bd(name, "JPEG 4:2:0")
+    for anchor in ("WebP", "AVIF 4:4:4 speed 4"):
+        bds[f"float vs {anchor}"] = bd("float", anchor)
     sidecar = args.checkpoint.with_suffix(".json")
     step = json.loads(sidecar.read_text()).get("step") if sidecar.is_file() else None
     summary = {"images": [f.name for f in files], "rates": rates, "lambdas": LAMBDAS, "curves": curves,
                "bd_rate_percent": bds, "decoder_agreement": checks, "checkpoint": str(args.checkpoint),
                "training_step": step, "labels": labels}
     (args.out / "kodak.json").write_text(json.dumps(summary, indent=1))
+    history = update_history(args.out / "checkpoints.json", labels["float"], step, len(files), curves["float"], bds)
     plot(curves, args.out / "rd_kodak.png")
     lines = ["# Kodak results", "", f"{len(files)} images, checkpoint `{args.checkpoint}`"
              + (f" (training step {step})" if step is not None else "") + ". "
@@ -210,8 +213,51 @@ def write_report(cache, files, rates, int_models, args, labels):
     lines += [f"| {p} | {c['streams']} | {c['encoder_equal']} | {c['torch_checked']} | {c['torch_equal']} |"
               for p, c in checks.items()]
     lines += ["", "![RD curves](rd_kodak.png)", ""]
+    lines += ["## Where each checkpoint stands", "",
+              "Every evaluated float checkpoint (`checkpoints.json`): Kodak mean RGB PSNR at the lowest and highest "
+              "rate point, and BD-rates of the float model (negative: better than the anchor).", "",
+              "| training step | checkpoint | images | lowest rate | highest rate | vs JPEG 4:2:0 | vs WebP | vs AVIF |",
+              "|---|---|---|---|---|---|---|---|"]
+
+    def pct(v):
+        return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.1f}%"
+
+    for key, h in sorted(history.items(), key=lambda kv: (kv[1]["step"] or 0)):
+        lo, hi = h["curve"][0], h["curve"][-1]
+        lines.append(f"| {h['step']} | `{key.split('@')[1][:8]}` | {h['images']} | {lo['psnr']:.2f} dB at "
+                     f"{lo['bpp']:.3f} bpp | {hi['psnr']:.2f} dB at {hi['bpp']:.3f} bpp | "
+                     f"{pct(h['bd'].get('float vs JPEG 4:2:0'))} | {pct(h['bd'].get('float vs WebP'))} | "
+                     f"{pct(h['bd'].get('float vs AVIF 4:4:4 speed 4'))} |")
+    cross = args.out / "crossdevice.json"
+    if cross.is_file():
+        doc = json.loads(cross.read_text())
+        setup = doc.get("setup", {})
+        lines += ["", "## The cross-device failure of a float entropy model", "",
+                  f"`python -m refcodec.crossdevice` (numbers in `crossdevice.json`): the float model's entropy "
+                  f"networks decode their own streams after a perturbation that differs between devices; "
+                  f"rate index {setup.get('rate', '?')}, {setup.get('crop', '?')}, checkpoint at training step "
+                  f"{setup.get('training_step', '?')}. The integer decoders (refdec, the torch decoder) decode every "
+                  "stream of the table above identically, on every thread count (tests/test_crossdevice.py).", "",
+                  "| perturbation | images | decoded wrongly | wrong latents | CDF tables that differ |",
+                  "|---|---|---|---|---|"]
+        names = {"float64": "float64 instead of float32", "ulp": "scales one float32 ulp up",
+                 "threads": "another thread count"}
+        for variant, sm in doc["summary"].items():
+            lines.append(f"| {names.get(variant, variant)} | {sm['images']} | {sm['images_decoded_wrongly']} | "
+                         f"{sm['wrong_latents']} of {sm['elements']} ({100 * sm['wrong_latents'] / sm['elements']:.1f}%)"
+                         f" | {sm['mismatched_tables']} ({100 * sm['mismatched_tables'] / sm['elements']:.1f}%) |")
+        lines.append("")
     (args.out / "README.md").write_text("\n".join(lines))
     print("\n".join(lines))
+
+
+def update_history(path: Path, label: str, step, images: int, float_curve, bds) -> dict:
+    """results/checkpoints.json: one entry per evaluated float checkpoint (by its hash)."""
+    history = json.loads(path.read_text()) if path.is_file() else {}
+    history[label] = {"step": step, "images": images, "curve": float_curve,
+                      "bd": {k: v for k, v in bds.items() if k.startswith("float vs")}}
+    path.write_text(json.dumps(history, indent=1, sort_keys=True))
+    return history
 
 
 def plot(curves, path):

@@ -43,7 +43,7 @@ from refdec.conformance import (MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
                                 png_bytes, readme_text, sample_hash, sha256_hex, stage_hash, validate_manifest)
 from refdec.decoder import ModelStore
 from refdec.decoder import decode as refdec_decode
-from refdec.encoder import encode_latents, encode_value, entropy_parameters, y_symbols, z_symbols
+from refdec.encoder import encode_latents, encode_value, entropy_parameters, forward_integer, y_symbols, z_symbols
 from refdec.entropy import coding_windows, mixture_parameters
 from refdec.errors import ALL_ERRORS, RefdecError
 from refdec.hyper import hyper_synthesis
@@ -199,6 +199,46 @@ def latents_accumulator_peaks(seed):
     return make
 
 
+def clamps_reached(model, z, y, rate) -> set:
+    """(layer, side) of every activation clamp that the latents reach, by the whole-tensor integer
+    forward pass (refdec.encoder.forward_integer)."""
+    w, h = 16 * y.shape[2], 16 * y.shape[1]
+    stages = forward_integer(model, z, y, rate, w, h)
+    out = set()
+    for name in model.layers:
+        layer = model.layers[name]
+        lo, hi = (0, 255) if name == "synthesis.6" else (-layer.clip, layer.clip)
+        t = stages[name]
+        if (t == lo).any():
+            out.add((name, "low"))
+        if (t == hi).any():
+            out.add((name, "high"))
+    return out
+
+
+def latents_clamp_search(seed, tries: int = 64):
+    """Latents found by a seeded random search that reach as many activation clamps as possible
+    (clause 4.5 Clip3 at -A and A in each layer): each candidate draws, per channel, a magnitude
+    from 0 to Y_MAX (Z_MAX) and random signs; the candidate reaching the most clamps wins (ties:
+    the first). Complements the crafted vectors for the clamps of the deeper layers."""
+    def make(model, w, h):
+        rng = np.random.default_rng(seed)
+        hz, wz, hy, wy = padded_sizes(w, h)
+        best, best_count = None, -1
+        rate = model.num_rates - 1
+        for _ in range(tries):
+            levels = np.array([0, 1, 4, 16, 64, 255, 1024, K.Y_MAX])
+            ym = levels[rng.integers(0, len(levels), size=(model.latent_channels, 1, 1))]
+            zm = np.minimum(levels[rng.integers(0, len(levels), size=(model.hyper_channels, 1, 1))], K.Z_MAX)
+            y = ym * rng.choice([-1, 1], size=(model.latent_channels, hy, wy))
+            z = zm * rng.choice([-1, 1], size=(model.hyper_channels, hz, wz))
+            count = len(clamps_reached(model, z, y, rate))
+            if count > best_count:
+                best, best_count = (z.astype(np.int64), y.astype(np.int64)), count
+        return best
+    return make
+
+
 def _y_windows(model, z, y):
     hyper = hyper_synthesis(model, z)
     params = entropy_parameters(model, y, hyper)
@@ -291,6 +331,9 @@ def valid_specs(model, quick: bool) -> list[ValidSpec]:
                   "latents crafted so that hyper_synthesis.0, context.3/5/7 and synthesis.0 each reach the "
                   "clause 9.5 bound of their worst output channel: the largest accumulators",
                   ["4.5", "9.5", "7.4", "7.6", "7.12"], ["latents", "accumulators"]),
+        ValidSpec("clamp-search-64x64", 64, 64, r_last, latents_clamp_search(22),
+                  "latents from a seeded random search for the most activation clamps reached (clause 4.5)",
+                  ["4.4", "4.5", "7.4", "7.6", "7.7", "7.12"], ["latents"]),
         ValidSpec("wide-latents-64x64", 64, 64, min(2, r_last), latents_random(20, y_scale=60.0, z_scale=30.0),
                   "widely spread latents: many escapes, context input clip", ["7.6", "7.9", "7.10"],
                   ["latents", "escape"]),
@@ -736,7 +779,7 @@ def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=
         image, stages = golden_decode(stream, me.model, device)
         feats, extra = measured_features(me.model, s, stages)
         measured = vector_stats.measure(me.model, stages)
-        stats[s.id] = measured
+        stats.setdefault(me.name, {})[s.id] = measured
         if "accumulators" in s.subsets:
             check_accumulator_peaks(s.id, measured, log)
         png = png_bytes(image)
@@ -803,7 +846,9 @@ def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=
         "vectors": vectors,
     }
     if stats:
-        manifest["statistics"] = vector_stats.summarise(stats)
+        by_name = {me.name: me for me in models}
+        manifest["statistics"] = {"models": {name: vector_stats.summarise(per_vector, by_name[name].model)
+                                             for name, per_vector in sorted(stats.items())}}
     problems = validate_manifest(manifest)
     if problems:
         raise GenerationError("generated manifest is invalid: " + "; ".join(problems[:5]))

@@ -90,9 +90,28 @@ def measure(model, stages: dict) -> dict:
     }
 
 
-def summarise(per_vector: dict) -> dict:
-    """The manifest's "statistics": per layer the largest accumulator over all valid vectors (and
-    where), and the vectors reaching each clamp; per mixture parameter the extremes reached."""
+def clamps_possible(model) -> dict:
+    """Per layer, whether any input can reach its lower and upper clamp at all: whether the output
+    Clip3(lo, hi, Requant(acc)) reaches lo or hi for |acc| up to the channel's clause 9.5 bound.
+    A clamp that is not possible is a property of the model, not a gap in the vectors."""
+    bounds = channel_bounds(model)
+    out = {}
+    for spec in HYPER_SYNTHESIS + CONTEXT + GATHER + SYNTHESIS:
+        layer = model.layers[spec.name]
+        lo, hi = (0, 255) if spec.name == SYNTHESIS[-1].name else (-layer.clip, layer.clip)
+        b = bounds[spec.name].astype(np.float64)
+        s = layer.shift.astype(np.int64)
+        top = np.floor(np.ldexp(b, -s) + 0.5)
+        bottom = np.floor(np.ldexp(-b, -(s + 3 if spec.leaky else s)) + 0.5)
+        out[spec.name] = {"low": bool((bottom <= lo).any()), "high": bool((top >= hi).any())}
+    return out
+
+
+def summarise(per_vector: dict, model=None) -> dict:
+    """The manifest's "statistics" for one model: per layer the largest accumulator over its valid
+    vectors (and where), how many vectors reach each clamp and whether the clamp can be reached
+    at all; per mixture parameter the extremes reached."""
+    possible = clamps_possible(model) if model is not None else {}
     out_layers = {}
     names = next(iter(per_vector.values()))["layers"].keys() if per_vector else []
     for name in names:
@@ -105,6 +124,9 @@ def summarise(per_vector: dict) -> dict:
             "clamp_low_vectors": sum(v["layers"][name]["clamp_low"] for v in per_vector.values()),
             "clamp_high_vectors": sum(v["layers"][name]["clamp_high"] for v in per_vector.values()),
         }
+        if name in possible:
+            out_layers[name]["clamp_low_possible"] = possible[name]["low"]
+            out_layers[name]["clamp_high_possible"] = possible[name]["high"]
     ext = {}
     for key, pick in (("scale_index_min", min), ("scale_index_max", max), ("mean_min", min), ("mean_max", max)):
         value = pick(v[key] for v in per_vector.values())

@@ -670,20 +670,26 @@ def readme_text(data: dict) -> str:
             else:
                 lines.append(f"| `{v['id']}` | {v['purpose']} | `{v['expected_error']}` | {look} |")
     stats = data.get("statistics")
-    if stats:
-        lines += ["", "## What the valid vectors reach", "",
-                  "Per layer, the largest accumulator (clause 4.5) over all valid vectors, as a share of the",
-                  "2^31 limit and of the clause 9.5 bound of the output channel where it occurs, and how many",
-                  "vectors reach the layer's lower and upper clamp (-A and A; 0 and 255 for the output layer).",
-                  "Size accumulators and check saturation against these.", "",
+    for model_name, st_model in sorted((stats or {}).get("models", {}).items()):
+        lines += ["", f"## What the valid vectors of {model_name} reach", "",
+                  "Per layer, the largest accumulator (clause 4.5) over the model's valid vectors, as a share of",
+                  "the 2^31 limit and of the clause 9.5 bound of the output channel where it occurs, and how many",
+                  "vectors reach the layer's lower and upper clamp (-A and A; 0 and 255 for the output layer);",
+                  "\"never\" marks a clamp that no input can reach with this model's weights and shifts.", "",
                   "| layer | largest accumulator | of 2^31 | of the channel's bound | in vector | clamp low | clamp high |",
                   "|---|---|---|---|---|---|---|"]
-        for name, st in stats["layers"].items():
+
+        def clamp(st, side):
+            if st.get(f"clamp_{side}_possible") is False:
+                return "never"
+            return str(st[f"clamp_{side}_vectors"])
+
+        for name, st in st_model["layers"].items():
             bound = st["channel_bound"]
             share = st["accumulator_peak"] / bound if bound else 0.0
             lines.append(f"| {name} | {st['accumulator_peak']} | {st['peak_over_2^31']:.4f} | {share:.4f} | "
-                         f"`{st['vector']}` | {st['clamp_low_vectors']} | {st['clamp_high_vectors']} |")
-        mix = stats.get("mixture", {})
+                         f"`{st['vector']}` | {clamp(st, 'low')} | {clamp(st, 'high')} |")
+        mix = st_model.get("mixture", {})
         if mix:
             lines += ["", "Mixture parameters (clause 7.8): " + "; ".join(
                 f"{key.replace('_', ' ')} {v['value']} in {v['vectors']} vectors" for key, v in sorted(mix.items())) + "."]

@@ -43,9 +43,14 @@ def test_the_set_is_complete_and_small(manifest):
     assert {v["header"]["rate_index"] for v in kodak if "kodim23" in v["id"]} == set(range(6))
     assert any(v["header"]["width"] * v["header"]["height"] >= 1920 * 1080 for v in valid)
     assert any(v["header"]["width"] == 1 and v["header"]["height"] == 1 for v in valid)
-    # The accumulator vectors reach 2^31 * 0.9 or more somewhere (the clause 9.5 bound is tight).
-    peaks = manifest.data["statistics"]["layers"]
-    assert max(p["peak_over_2^31"] for p in peaks.values()) > 0.9
+    # Per model, the accumulator vector reaches the clause 9.5 bound of the worst channel of the
+    # first layer of every network (the clamps reached are printed, for the closing note).
+    for name, st in manifest.data["statistics"]["models"].items():
+        layers = st["layers"]
+        for first in ("hyper_synthesis.0", "context.3", "context.5", "context.7"):
+            assert layers[first]["accumulator_peak"] == layers[first]["channel_bound"], (name, first)
+        print(name, {k: (v["clamp_low_vectors"], v["clamp_low_possible"], v["clamp_high_vectors"],
+                         v["clamp_high_possible"]) for k, v in layers.items()})
     size = sum(p.stat().st_size for p in VECTORS.rglob("*") if p.is_file())
     assert size < 21 * 2**20, f"vectors/ is {size / 2**20:.1f} MiB"
 
