@@ -29,6 +29,7 @@ needs a float checkpoint that matches the integer model.
 from __future__ import annotations
 
 import argparse
+import os
 import struct
 import sys
 from dataclasses import dataclass, field
@@ -831,10 +832,14 @@ def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=
     options = {"quick": bool(quick), "models": [m.name + ".npz" for m in models],
                "checkpoint": Path(checkpoint).name if checkpoint else None,
                "kodak": Path(kodak).name if kodak else None, "only": sorted(only) if only else None}
-    command = "python -m refcodec.make_vectors --out vectors/" + (" --quick" if quick else "") + "".join(
-        f" --model {m.name}.npz" for m in models) + (
-        f" --checkpoint {Path(checkpoint).name}" if checkpoint else "") + (
-        f" --kodak {Path(kodak).name}/" if kodak else "")
+    def arg(path) -> str:  # as typed in the repository root
+        path = Path(path).resolve()
+        return os.path.relpath(path, ROOT) if path.is_relative_to(ROOT.parent) else str(path)
+
+    default_models = all(Path(p).resolve() == DEFAULT_MODEL_DIR for p in model_paths)
+    command = "python -m refcodec.make_vectors --out vectors/" + (" --quick" if quick else "") + (
+        "" if default_models else "".join(f" --model {arg(p)}" for p in model_paths)) + (
+        f" --checkpoint {arg(checkpoint)}" if checkpoint else "") + (f" --kodak {arg(kodak)}" if kodak else "")
     manifest = {
         "format": MANIFEST_FORMAT, "manifest_version": MANIFEST_VERSION, "bitstream_version": K.VERSION,
         "spec": "refdec specification, bitstream version 1 (spec/); vectors: clause 11.5",

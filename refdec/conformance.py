@@ -650,7 +650,7 @@ def readme_text(data: dict) -> str:
         "| name | file | model id | valid | description |",
         "|---|---|---|---|---|",
     ]
-    for name in sorted(data["models"]):
+    for name in sorted(data["models"], key=lambda n: (not data["models"][n]["valid"], n)):
         m = data["models"][name]
         lines.append(f"| {name} | `{m['file']}` | `{m['model_id']}` | {'yes' if m['valid'] else 'no'} | "
                      f"{m['description']} |")
