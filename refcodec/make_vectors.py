@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import PIL
 
 from refdec import constants as K
 from refdec.architecture import causal_mask, padded_sizes
@@ -843,7 +844,7 @@ def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=
     manifest = {
         "format": MANIFEST_FORMAT, "manifest_version": MANIFEST_VERSION, "bitstream_version": K.VERSION,
         "spec": "refdec specification, bitstream version 1 (spec/); vectors: clause 11.5",
-        "generator": {"command": command, "golden_decoder": "refcodec.int_decoder",
+        "generator": {"command": command, "golden_decoder": "refcodec.int_decoder", "pillow": PIL.__version__,
                       "cross_checked_with": "refdec.decoder", "options": options},
         "stage_order": STAGE_ORDER,
         "subsets": {k: SUBSETS[k] for k in used_subsets},
