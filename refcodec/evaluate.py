@@ -153,6 +153,9 @@ def main(argv=None):
                 cached(f"{name}|{path.name}|{q}", lambda: dict(zip(("bpp", "psnr"), anchor_point(img, fmt, opts, q))))
         print(f"[{i + 1}/{len(files)}] {path.name}  {time.time() - t0:.0f}s", flush=True)
 
+    if args.anchors_only:
+        print("anchors only: no report written")
+        return 0
     write_report(cache, files, rates, int_models, args, labels)
     return 0
 
@@ -197,7 +200,8 @@ def write_report(cache, files, rates, int_models, args, labels):
                "bd_rate_percent": bds, "decoder_agreement": checks, "checkpoint": str(args.checkpoint),
                "training_step": step, "labels": labels}
     (args.out / "kodak.json").write_text(json.dumps(summary, indent=1))
-    history = update_history(args.out / "checkpoints.json", labels["float"], step, len(files), curves["float"], bds)
+    history = update_history(args.out / "checkpoints.json", labels["float"], step, len(files), curves["float"], bds) \
+        if curves["float"] else {}
     plot(curves, args.out / "rd_kodak.png")
     lines = ["# Kodak results", "", f"{len(files)} images, checkpoint `{args.checkpoint}`"
              + (f" (training step {step})" if step is not None else "") + ". "
