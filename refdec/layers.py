@@ -135,8 +135,7 @@ def _d2s_order(layer: Layer) -> np.ndarray:
     return 4 * (q % c) + q // c
 
 
-def conv_tiles(model: Model, layer: Layer, src: np.ndarray, rows: int, dest: np.ndarray, out_range=None,
-               scratch: dict | None = None) -> None:
+def conv_tiles(model: Model, layer: Layer, src: np.ndarray, rows: int, dest: np.ndarray, out_range=None) -> None:
     """Non-normative: clause 4.5 (and 4.6 where the layer has D2S) from a zero-padded input, tile by tile.
 
     src is (rows + 2p, cols + 2p, I) with src[y + ky][x + kx] = X[y + ky - p][x + kx - p]
@@ -148,9 +147,6 @@ def conv_tiles(model: Model, layer: Layer, src: np.ndarray, rows: int, dest: np.
     For a D2S layer the product's columns are ordered (i, j, c) so that each
     output position's four c-vectors are contiguous, and requant's last step
     (floor) writes them straight to their places in dest.
-
-    scratch, a dict that the caller keeps between calls, holds the tile buffers
-    for reuse.
     """
     k, p = layer.kernel, layer.kernel // 2
     cols, cin = src.shape[1] - 2 * p, src.shape[2]
@@ -170,14 +166,10 @@ def conv_tiles(model: Model, layer: Layer, src: np.ndarray, rows: int, dest: np.
     tile_cols = min(cols, TILE_POSITIONS)
     tile_rows = max(1, min(rows, TILE_POSITIONS // tile_cols))
     n_max = tile_rows * tile_cols
-    scratch = {} if scratch is None else scratch
-    key = ("patches", n_max, wmat.shape[0], kk)
-    if key not in scratch:
-        scratch[key] = np.zeros((n_max, wmat.shape[0]))
-        scratch[key][:, kk] = 1.0  # the constant's column; the columns after it stay zero
-    patches = scratch[key]
-    acc = _buffer(scratch, "acc", n_max * wmat.shape[1]).reshape(n_max, -1)
-    tmp = _buffer(scratch, "tmp", n_max * wmat.shape[1]).reshape(n_max, -1) if layer.leaky else None
+    patches = np.zeros((n_max, wmat.shape[0]))
+    patches[:, kk] = 1.0  # the constant's column; the columns after it stay zero
+    acc = np.empty((n_max, wmat.shape[1]))
+    tmp = np.empty((n_max, wmat.shape[1])) if layer.leaky else None
     lo, hi = output_bounds(layer, out_range)
     for r0 in range(0, rows, tile_rows):
         r1 = min(rows, r0 + tile_rows)
