@@ -85,3 +85,23 @@ def test_integerised_random_float_model_is_a_valid_model_file(profile):
     parsed = parse_model(serialize_model(header, arrays))  # clause 9.4 and 9.5 validation
     assert parsed.header["profile"] == profile
     assert parsed.layers["gather.6"].weight.shape[0] == 3 * K.NUM_MIXTURES * K.LATENT_CHANNELS
+
+
+def test_bias_correction_removes_the_mean_error_of_rounded_weights():
+    """With the input mean, the bias absorbs sum_i (W_q 2^-f - W) mean_i: the integer layer's mean
+    output error on inputs of that mean drops to the bias's own rounding."""
+    rng = np.random.default_rng(3)
+    cout, cin, f_in, f_out = 16, 64, 6, 4
+    w = rng.normal(0, 0.05, size=(cout, cin, 3, 3))
+    b = rng.normal(0, 0.1, size=cout)
+    mean = rng.uniform(0.5, 2.0, size=cin)
+    x = mean[:, None] + rng.normal(0, 0.3, size=(cin, 4096))  # inputs, one column per position
+    exact = np.einsum("oikl,in->on", w, x) + b[:, None]          # every tap sees the same column
+    errors = {}
+    for corrected in (False, True):
+        wq, bq, shift = integ.quantise_layer(w, b, f_in, f_out, 32767, 8, mean if corrected else None)
+        f_w = shift - f_in + f_out
+        approx = np.einsum("oikl,in->on", wq * 2.0 ** -f_w[:, None, None, None], x) + (bq * 2.0 ** -(f_w + f_in))[:, None]
+        errors[corrected] = np.abs((approx - exact).mean(axis=1))
+    assert errors[True].max() < 0.1 * errors[False].max()
+    assert np.all(errors[True] <= 2.0 ** -(f_w + f_in) + 0.02)
