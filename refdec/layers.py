@@ -86,7 +86,7 @@ def output_bounds(layer: Layer, out_range=None):
 
 
 def requant_shifted(u: np.ndarray, leaky: bool, lo, hi, tmp: np.ndarray | None = None, out=None,
-                    u_shape=None) -> np.ndarray:
+                    u_shape=None, floor: bool = True) -> np.ndarray:
     """Non-normative: Clip3(lo, hi, Requant(acc, s, leaky)) from u = acc * 2^-s + 1/2, in place.
 
     With t = acc * 2^-s: Round2(acc, s) = floor(t + 1/2) (for s = 0 too, t being
@@ -97,13 +97,16 @@ def requant_shifted(u: np.ndarray, leaky: bool, lo, hi, tmp: np.ndarray | None =
     bits), and Clip3 to integer bounds commutes with floor.
 
     The result goes to out (u itself by default; u viewed as u_shape), which may be
-    a strided view of a larger array.
+    a strided view of a larger array. With floor=False the last step is left to the
+    caller: u holds Clip3(lo, hi, .) of the value before the floor, whose floor is the result.
     """
     if leaky:
         t = np.multiply(u, 0.125, out=tmp if tmp is not None else None)
         t += 0.4375
         np.maximum(u, t, out=u)
     np.clip(u, lo, hi, out=u)
+    if not floor:
+        return u
     if out is None:
         return np.floor(u, out=u)
     return np.floor(u.reshape(u_shape) if u_shape is not None else u, out=out, casting="unsafe")
@@ -192,11 +195,17 @@ def conv_tiles(model: Model, layer: Layer, src: np.ndarray, rows: int, dest: np.
 
 # Winograd F(2x2, 3x3) (Lavin and Gray 2016): Y = A^T [(G g G^T) * (B^T d B)] A per 2x2 output tile.
 _WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+_WINOGRAD_AT = np.array([[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]])
+# Row 2r + c: the coefficients of M[4a + b] in output (r, c) of a tile, A^T[r][a] * A^T[c][b].
+_WINOGRAD_OUTPUT = np.einsum("ra,cb->rcab", _WINOGRAD_AT, _WINOGRAD_AT).reshape(4, 16)
+_WINOGRAD_CONSTANT = 5  # M[1][1], which A^T M A adds to every output of the tile
 
 
 def winograd_weights(model: Model, layer: Layer):
-    """Non-normative: (U, constant) for conv_winograd. U[4a + b] = (G g G^T)[a][b] of the scaled
-    weights g = W[o][i] * 2^-s[o], as (16, I, O), columns in conv_tiles' order. Cached.
+    """Non-normative: U, (16, K, O), for conv_winograd. U[4a + b][i] = (G g G^T)[a][b] of the scaled
+    weights g = W[o][i] * 2^-s[o] for i < I, columns in conv_tiles' order; row I of U[5] holds
+    the constant b * 2^-s + 1/2 (see conv_winograd), and the rows up to K, a multiple of 8, are zero.
+    Cached.
 
     Every entry is a multiple of 2^-(s+2) (G holds halves) of magnitude at most
     sum|W[o][i]| * 2^-s: a dyadic number of at most 37 significant bits, exact in binary64.
@@ -206,13 +215,13 @@ def winograd_weights(model: Model, layer: Layer):
         assert layer.kernel == 3
         scale = np.ldexp(1.0, -layer.shift.astype(np.int64))
         g = layer.weight.astype(np.float64) * scale[:, None, None, None]      # (O, I, 3, 3)
-        u = np.einsum("ak,oikl,bl->abio", _WINOGRAD_G, g, _WINOGRAD_G)       # exact: sums of <= 9 dyadics
-        u = np.ascontiguousarray(u.reshape(16, g.shape[1], g.shape[0]))
-        const = layer.bias.astype(np.float64) * scale + 0.5
+        nout, cin = g.shape[:2]
+        u = np.zeros((16, -(-(cin + 1) // 8) * 8, nout))
+        u[:, :cin] = np.einsum("ak,oikl,bl->abio", _WINOGRAD_G, g, _WINOGRAD_G).reshape(16, cin, nout)  # exact
+        u[_WINOGRAD_CONSTANT, cin] = layer.bias.astype(np.float64) * scale + 0.5
         if layer.depth_to_space:
-            order = _d2s_order(layer)
-            u, const = np.ascontiguousarray(u[:, :, order]), const[order]
-        model.cache[key] = (u, const)
+            u = np.ascontiguousarray(u[:, :, _d2s_order(layer)])
+        model.cache[key] = u
     return model.cache[key]
 
 
@@ -240,16 +249,20 @@ def conv_winograd(model: Model, layer: Layer, src: np.ndarray, rows: int, dest: 
     Per 2x2 output tile, u = A^T [sum_i U_i * V_i] A + constant, with V = B^T d B the
     transformed 4x4 input tile and U = G g G^T the transformed scaled weights (winograd_weights):
     16 products of (tiles x I) by (I x O) instead of one of (positions x 9I) by (9I x O), 2.25
-    times fewer multiplications. Exact: B and A hold only 0 and +-1, G halves, so every value is
-    a multiple of 2^-(s+2); each element-wise product and every partial sum over the input
-    channels is bounded by 16 (sum|W| * in_max) * 2^-s < 2^(35-s), at most 37 + 2 significant
-    bits, and the output transform sums nine such values to acc * 2^-s + 1/2 exactly.
+    times fewer multiplications. The constant rides in the products: V[5] has an extra column
+    of ones and U[5] the constant in that row, and A^T M A adds M[5] to all four outputs
+    (A's column 1 is all ones). The output transform is one more product, (4 x 16) by
+    (16 x tiles * O), by the matrix of A^T M A's coefficients (0 and +-1). Exact: B and A hold
+    only 0 and +-1, G halves, so every value is a multiple of 2^-(s+2); each element-wise product
+    and every partial sum over the input channels is bounded by 16 (sum|W| * in_max) * 2^-s <
+    2^(35-s), at most 37 + 2 significant bits, and the output transform sums nine such values
+    (and the constant) to acc * 2^-s + 1/2 exactly, in any order.
     """
     cols, cin = src.shape[1] - 2, src.shape[2]
     assert layer.kernel == 3 and src.shape[0] == rows + 2
     assert rows > 0 and cols > 0, "callers never ask for an empty block"
-    u_w, const = winograd_weights(model, layer)
-    nout = u_w.shape[2]
+    u_w = winograd_weights(model, layer)
+    k_rows, nout = u_w.shape[1:]
     t_rows_all, t_cols = -(-rows // 2), -(-cols // 2)
     if rows % 2 or cols % 2:  # one more zero row / column of input for the last, half-used tile
         padded = np.zeros((2 * t_rows_all + 2, 2 * t_cols + 2, cin))
@@ -267,39 +280,31 @@ def conv_winograd(model: Model, layer: Layer, src: np.ndarray, rows: int, dest: 
     scratch = {} if scratch is None else scratch
     block = max(1, min(t_rows_all, WINOGRAD_TILES // t_cols))   # tile rows per block
     n_max = block * t_cols
-    v = _buffer(scratch, "wv", 16 * n_max * cin).reshape(16, n_max, cin)
-    m = _buffer(scratch, "wm", 16 * n_max * nout).reshape(16, n_max, nout)
-    s = _buffer(scratch, "ws", 8 * n_max * nout).reshape(8, n_max, nout)
-    y = _buffer(scratch, "wy", n_max * nout).reshape(n_max, nout)
-    tmp = _buffer(scratch, "wt", n_max * nout) if layer.leaky else None
+    v_key = ("winograd_v", n_max, cin, k_rows)
+    if v_key not in scratch:  # the constant's column of ones in V[5]; the other extra columns stay zero
+        scratch[v_key] = np.zeros((16, n_max, k_rows))
+        scratch[v_key][_WINOGRAD_CONSTANT, :, cin] = 1.0
+    v = scratch[v_key]
+    m = _buffer(scratch, "wm", 16 * n_max * nout).reshape(16, -1)   # row j: M[j] of n tiles, (n, O) flat
+    y = _buffer(scratch, "wy", 4 * n_max * nout).reshape(4, -1)     # row 2r + c: output (r, c) of each tile
+    tmp = _buffer(scratch, "wt", 4 * n_max * nout).reshape(4, -1) if layer.leaky else None
     for t0 in range(0, t_rows_all, block):
         t1 = min(t_rows_all, t0 + block)
         n = (t1 - t0) * t_cols
-        _winograd_input(src[2 * t0: 2 * t1 + 2], t1 - t0, t_cols, v[:, :n].reshape(16, t1 - t0, t_cols, cin))
-        np.matmul(v[:, :n], u_w, out=m[:, :n])
-        for a in range(4):  # along columns: S[a][0] = M[a][0] + M[a][1] + M[a][2], S[a][1] = M[a][1] - M[a][2] - M[a][3]
-            np.add(m[4 * a, :n], m[4 * a + 1, :n], out=s[2 * a, :n])
-            s[2 * a, :n] += m[4 * a + 2, :n]
-            np.subtract(m[4 * a + 1, :n], m[4 * a + 2, :n], out=s[2 * a + 1, :n])
-            s[2 * a + 1, :n] -= m[4 * a + 3, :n]
+        _winograd_input(src[2 * t0: 2 * t1 + 2], t1 - t0, t_cols, v[:, :n, :cin].reshape(16, t1 - t0, t_cols, cin))
+        np.matmul(v[:, :n], u_w, out=m[:, : n * nout].reshape(16, n, nout))
+        yy = y[:, : n * nout]
+        np.matmul(_WINOGRAD_OUTPUT, m[:, : n * nout], out=yy)
+        requant_shifted(yy, layer.leaky, lo, hi, None if tmp is None else tmp[:, : n * nout], floor=False)
         for r in range(2):
+            rows_rc = min(t1, (rows - r + 1) // 2) - t0       # tiles whose output row 2t + r exists
+            if rows_rc <= 0:
+                continue
             for c in range(2):
-                rows_rc = min(t1, (rows - r + 1) // 2) - t0       # tiles whose output row 2t + r exists
                 cols_rc = (cols - c + 1) // 2
-                if rows_rc <= 0:
-                    continue
-                yy = y[:n]
-                if r == 0:  # along rows: Y[0][c] = S[0][c] + S[1][c] + S[2][c]
-                    np.add(s[c, :n], s[2 + c, :n], out=yy)
-                    yy += s[4 + c, :n]
-                else:       # Y[1][c] = S[1][c] - S[2][c] - S[3][c]
-                    np.subtract(s[2 + c, :n], s[4 + c, :n], out=yy)
-                    yy -= s[6 + c, :n]
-                yy += const
-                grid = yy.reshape(t1 - t0, t_cols, nout)[:rows_rc, :cols_rc]
+                grid = yy[2 * r + c].reshape(t1 - t0, t_cols, nout)[:rows_rc, :cols_rc]
                 target = out_view[2 * t0 + r: 2 * (t0 + rows_rc): 2, c: 2 * cols_rc: 2]
-                requant_shifted(grid, layer.leaky, lo, hi, None if tmp is None else tmp[: grid.size].reshape(grid.shape),
-                                out=target, u_shape=target.shape)
+                np.floor(grid.reshape(target.shape), out=target, casting="unsafe")
 
 
 def planar_weights(model: Model, layer: Layer):

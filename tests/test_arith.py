@@ -270,3 +270,23 @@ def test_winograd_is_exact_at_the_accumulator_bound():
         conv_tiles(model, layer, src, 6, want)
         conv_winograd(model, layer, src, 6, got)
         assert np.array_equal(got, want), name
+
+
+@pytest.mark.parametrize("name", ["synthesis.1", "synthesis.2"])
+def test_winograd_blocks_with_a_partial_last_block(small_model, name, monkeypatch):
+    """Several blocks of tile rows, the last one shorter (its buffers are views of the first's)."""
+    import refdec.layers as layers
+
+    monkeypatch.setattr(layers, "WINOGRAD_TILES", 6)  # 3 tile columns: blocks of 2, 2 and 1 tile rows
+    layer = small_model.layers[name]
+    rows, cols, cin = 9, 5, layer.weight.shape[1]
+    bound = small_model.header["clip"]["synthesis.0"]
+    x = np.random.default_rng(9).integers(-bound, bound + 1, size=(cin, rows, cols))
+    src = np.zeros((rows + 2, cols + 2, cin))
+    src[1:-1, 1:-1] = x.transpose(1, 2, 0)
+    f = 2 if layer.depth_to_space else 1
+    want = np.zeros((f * rows, f * cols, layer.weight.shape[0] // f // f))
+    got = np.full_like(want, np.nan)
+    conv_tiles(small_model, layer, src, rows, want)
+    layers.conv_winograd(small_model, layer, src, rows, got, scratch={})
+    assert np.array_equal(got, want)
