@@ -232,6 +232,18 @@ class FloatCodec(nn.Module):
         init = torch.linspace(-1.5, 1.5, NUM_RATES)[:, None].repeat(1, n)
         self.log2_gain = nn.Parameter(init.clone())
         self.log2_inv_gain = nn.Parameter(-init.clone())
+        # Training only: run the analysis and synthesis transforms, except their last layers, in
+        # bfloat16 (mixed precision; about 2.4 times faster on CPUs with AMX). The last layers stay
+        # float32 because they produce y, which is rounded to integers, and the pixels, whose error
+        # is the distortion; the entropy networks are small and stay float32.
+        self.bf16_transforms = False
+
+    def _transform(self, layers: nn.Sequential, x):
+        if not self.bf16_transforms:
+            return layers(x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            h = layers[:-1](x)
+        return layers[-1](h.float())
 
     def gain(self, rate):
         return torch.pow(2.0, self.log2_gain[rate])[:, :, None, None]
@@ -249,11 +261,11 @@ class FloatCodec(nn.Module):
 
     def decode_pixels(self, y_hat, rate):
         """Synthesis output in 8-bit pixel units (the integer model clamps to 0..255)."""
-        return self.synthesis(y_hat * self.inv_gain(rate)) * 255.0
+        return self._transform(self.synthesis, y_hat * self.inv_gain(rate)) * 255.0
 
     def forward(self, x, rate, tau):
         """x in [0, 1], (B, 3, H, W) with H, W multiples of 64; rate (B,) long."""
-        y = self.analysis(x) * self.gain(rate)
+        y = self._transform(self.analysis, x) * self.gain(rate)
         z = self.hyper_analysis(y)
         z_tilde = quantize_sua(z, tau)
         z_hat = round_ste(z)

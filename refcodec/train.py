@@ -5,6 +5,8 @@ rate point r and is weighted by LAMBDAS[r]. Quantisation surrogate:
 stochastic uniform annealing (model.quantize_sua) with a temperature that
 decays from 1 to --tau-end over --anneal-steps, scale lower bound SCALE_MIN,
 zero-centre rounding with a straight-through gradient for the decoder path.
+With --bf16 the analysis and synthesis transforms run in mixed precision
+(model.FloatCodec.bf16_transforms); the weights and the optimiser stay float32.
 
 Resumable: the full state (model, optimiser, step, RNG) goes to
 RUN_DIR/last.pt every --checkpoint-every steps, and --resume continues from it.
@@ -125,11 +127,14 @@ def main(argv=None):
     ap.add_argument("--export", type=Path, help="write float16 weights here at the end")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--bf16", action="store_true",
+                    help="mixed precision: analysis and synthesis (but their last layers) in bfloat16")
     args = ap.parse_args(argv)
 
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     model = FloatCodec().to(device)
+    model.bf16_transforms = args.bf16
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     step = 0
     args.run_dir.mkdir(parents=True, exist_ok=True)

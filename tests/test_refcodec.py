@@ -42,6 +42,27 @@ def test_training_smoke_and_resume(tmp_path):
     assert any(not torch.equal(before[k], state["model"][k]) for k in before)  # it learned something
     exported = torch.load(tmp_path / "w.pt", weights_only=True)
     assert all(v.dtype == torch.float16 for v in exported.values())
+    # Mixed precision continues the same run.
+    assert train.main(common + ["--steps", "4", "--resume", "--bf16"]) == 0
+    assert torch.load(run / "last.pt", weights_only=False)["step"] == 4
+
+
+def test_bf16_transforms_keep_y_and_pixels_in_float32():
+    """Mixed precision covers the inner layers only: y (rounded to integers) and the pixels come
+    from float32 last layers, close to the all-float32 values, and gradients reach every layer."""
+    torch.manual_seed(0)
+    model = FloatCodec()
+    x = torch.rand(1, 3, 64, 64)
+    rate = torch.tensor([2])
+    y32 = model.analysis(x)
+    model.bf16_transforms = True
+    y16 = model._transform(model.analysis, x)
+    assert y16.dtype == torch.float32 and y16.shape == y32.shape
+    assert torch.allclose(y16, y32, rtol=0.05, atol=0.05 * float(y32.abs().max()))
+    x_hat, y_lik, z_lik = model(x, rate, 0.5)
+    assert x_hat.dtype == y_lik.dtype == z_lik.dtype == torch.float32
+    (x_hat.mean() - torch.log2(y_lik).sum() / 1e4).backward()
+    assert model.analysis[0].weight.grad.abs().sum() > 0 and model.synthesis[3].conv.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("wbits", [16, 8])

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Regenerates every committed artefact that depends on the float checkpoint, in dependency order:
+#   1. the integer test models (W16A16, W8A16)        refdec/models/*.npz
+#   2. the Kodak evaluation and its results page       results/
+#   3. the cross-device experiment                     results/crossdevice.json (then the page again)
+#   4. the conformance vectors                         vectors/
+#
+#   tools/regenerate.sh [CHECKPOINT]       (default models/float.pt; run from anywhere)
+#
+# Informative: a convenience for whoever retrains the model; each step is the committed command that
+# the README lists. Independent steps run two at a time (this machine has two cores), with one
+# thread each. Takes about 1.5 hours on two cores, most of it the evaluation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CKPT=${1:-models/float.pt}
+KODAK=${KODAK:-../shared/data/kodak}
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+log "integerising $CKPT"
+python -m refcodec.integerise --checkpoint "$CKPT" --profile W16A16 --out refdec/models/refdec-test-w16a16.npz &
+python -m refcodec.integerise --checkpoint "$CKPT" --profile W8A16 --out refdec/models/refdec-test-w8a16.npz &
+wait -n && wait -n
+
+MODELS=(--model refdec/models/refdec-test-w16a16.npz --model refdec/models/refdec-test-w8a16.npz)
+log "evaluating on Kodak (two shards)"
+for shard in 0 1; do
+  python -m refcodec.evaluate --checkpoint "$CKPT" "${MODELS[@]}" --kodak "$KODAK" --torch-check all \
+    --shard "$shard/2" --out results/ > "results/.evaluate.$shard.log" 2>&1 &
+done
+wait -n && wait -n
+rm -f results/.evaluate.*.log
+
+log "cross-device experiment"
+python -m refcodec.crossdevice --checkpoint "$CKPT" --kodak "$KODAK" --images 8 --crop 0 --out results/crossdevice.json
+python -m refcodec.evaluate --checkpoint "$CKPT" "${MODELS[@]}" --kodak "$KODAK" --out results/ --report-only > /dev/null
+
+log "conformance vectors"
+python -m refcodec.make_vectors --out vectors/ --checkpoint "$CKPT" --kodak "$KODAK" -q
+log "done"
