@@ -50,8 +50,9 @@ class ModelStore:
         if model_id in self._models:
             return self._models[model_id]
         if model_id not in self._paths:
-            known = ", ".join(k.hex() for k in sorted(set(self._paths) | set(self._models))) or "none"
-            raise UnknownModel(f"no model file with id {model_id.hex()} (known: {known})", offset=11)
+            ids = [k.hex() for k in sorted(set(self._paths) | set(self._models))]
+            known = ", ".join(ids[:4]) + (f" and {len(ids) - 4} more" if len(ids) > 4 else "")
+            raise UnknownModel(f"no model file with id {model_id.hex()} (known: {known or 'none'})", offset=11)
         model = load_model(self._paths[model_id])
         self._models[model_id] = model
         return model

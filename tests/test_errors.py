@@ -209,6 +209,17 @@ def test_unknown_model(small):
     bad_id = bytes(8)
     raises(lambda: decode(with_header(stream, model_id=bad_id), model), E.UnknownModel, offset=11)
     raises(lambda: decode(stream, ModelStore()), E.UnknownModel, offset=11)
+    with pytest.raises(E.UnknownModel, match=r"\(known: none\)"):
+        decode(stream, ModelStore())
+    # A large store is summarised: four ids and a count, not a wall of hex.
+    from refdec.random_model import random_model
+
+    store = ModelStore()
+    for seed in range(10, 16):
+        store.add(random_model(seed)[1])
+    with pytest.raises(E.UnknownModel, match=r"\(known: [0-9a-f]{16}, [0-9a-f]{16}, [0-9a-f]{16}, [0-9a-f]{16} "
+                                             r"and 2 more\)"):
+        decode(with_header(stream, model_id=bad_id), store)
 
 
 def test_rate_index_out_of_range(small):
