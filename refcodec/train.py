@@ -73,6 +73,24 @@ def batch_from_pool(pool, batch, gen):
     return x
 
 
+def learning_rate(step, base, drops):
+    """base, replaced by LR from each (STEP, LR) of drops once step reaches STEP."""
+    lr = base
+    for at, value in sorted(drops):
+        if step >= at:
+            lr = value
+    return lr
+
+
+def lr_drop(text):
+    """argparse type of --lr-drop STEP:LR."""
+    try:
+        at, value = text.split(":")
+        return int(at), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected STEP:LR (e.g. 40000:1e-4), got {text!r}") from None
+
+
 def temperature(step, anneal_steps, tau_end):
     return tau_end + (1 - tau_end) * max(0.0, 1 - step / anneal_steps)
 
@@ -120,6 +138,10 @@ def main(argv=None):
     ap.add_argument("--crops-per-image", type=int, default=6)
     ap.add_argument("--max-images", type=int, default=0, help="use only the first N images (smoke tests)")
     ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--lr-drop", type=lr_drop, action="append", default=[], metavar="STEP:LR",
+                    help="from global step STEP on, learn at LR (repeatable)")
+    ap.add_argument("--pool-refresh", type=int, default=5000, metavar="N",
+                    help="draw a new pool of crops every N steps (0: never)")
     ap.add_argument("--anneal-steps", type=int, default=20000)
     ap.add_argument("--tau-end", type=float, default=0.25)
     ap.add_argument("--checkpoint-every", type=int, default=100)
@@ -143,8 +165,6 @@ def main(argv=None):
         state = torch.load(last, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        for group in opt.param_groups:
-            group["lr"] = args.lr
         step = state["step"]
         print(f"resumed from {last} at step {step}", flush=True)
     elif args.init:
@@ -158,16 +178,27 @@ def main(argv=None):
     files = list_images(args.data)
     if args.max_images:
         files = files[: args.max_images]
-    t0 = time.time()
-    pool = make_crop_pool(files, args.crop, args.crops_per_image, args.seed + step)
-    print(f"crop pool: {len(pool)} crops of {args.crop}x{args.crop} from {len(files)} images "
-          f"in {time.time() - t0:.1f}s", flush=True)
+
+    def new_pool():
+        t0 = time.time()
+        crops = make_crop_pool(files, args.crop, args.crops_per_image, args.seed + step)
+        print(f"crop pool: {len(crops)} crops of {args.crop}x{args.crop} from {len(files)} images "
+              f"in {time.time() - t0:.1f}s", flush=True)
+        return crops
+
+    pool = new_pool()
     gen = torch.Generator().manual_seed(args.seed * 7919 + step)
 
     model.train()
+    first_step = step
     acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
     t_last = time.time()
     while step < args.steps:
+        lr = learning_rate(step, args.lr, args.lr_drop)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        if args.pool_refresh and step % args.pool_refresh == 0 and step != first_step:
+            pool = new_pool()
         x = batch_from_pool(pool, args.batch, gen).to(device)
         rate = torch.randint(NUM_RATES, (args.batch,), generator=gen).to(device)
         tau = temperature(step, args.anneal_steps, args.tau_end)
@@ -184,7 +215,7 @@ def main(argv=None):
             n = acc["n"]
             dt = (time.time() - t_last) / n
             print(f"step {step:6d}  loss {acc['loss']/n:.4f}  bpp {acc['bpp']/n:.4f}  "
-                  f"psnr {acc['psnr']/n:.2f} dB  tau {tau:.3f}  {dt:.2f} s/step", flush=True)
+                  f"psnr {acc['psnr']/n:.2f} dB  tau {tau:.3f}  lr {lr:.1e}  {dt:.2f} s/step", flush=True)
             acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
             t_last = time.time()
         if step % args.checkpoint_every == 0 or step == args.steps:

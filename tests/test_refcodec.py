@@ -26,7 +26,7 @@ def _one_thread():
 
 
 @pytest.mark.skipif(not TRAIN_DIR.is_dir(), reason="training data not present")
-def test_training_smoke_and_resume(tmp_path):
+def test_training_smoke_and_resume(tmp_path, capsys):
     from refcodec import train
 
     run = tmp_path / "run"
@@ -42,9 +42,24 @@ def test_training_smoke_and_resume(tmp_path):
     assert any(not torch.equal(before[k], state["model"][k]) for k in before)  # it learned something
     exported = torch.load(tmp_path / "w.pt", weights_only=True)
     assert all(v.dtype == torch.float16 for v in exported.values())
-    # Mixed precision continues the same run.
-    assert train.main(common + ["--steps", "4", "--resume", "--bf16"]) == 0
-    assert torch.load(run / "last.pt", weights_only=False)["step"] == 4
+    # Mixed precision continues the same run; a learning-rate drop and a new crop pool on the way.
+    capsys.readouterr()
+    assert train.main(common + ["--steps", "6", "--resume", "--bf16", "--lr-drop", "5:1e-5", "--pool-refresh", "5"]) == 0
+    state = torch.load(run / "last.pt", weights_only=False)
+    assert state["step"] == 6 and state["optimizer"]["param_groups"][0]["lr"] == 1e-5
+    log = capsys.readouterr().out
+    assert log.count("crop pool:") == 2 and "lr 1.0e-05" in log
+
+
+def test_learning_rate_schedule():
+    from refcodec import train
+
+    drops = [train.lr_drop("40000:1e-4"), train.lr_drop("46000:3e-5")]
+    assert drops == [(40000, 1e-4), (46000, 3e-5)]
+    assert [train.learning_rate(s, 3e-4, drops) for s in (0, 39999, 40000, 45999, 46000, 90000)] == [
+        3e-4, 3e-4, 1e-4, 1e-4, 3e-5, 3e-5]
+    with pytest.raises(Exception, match="expected STEP:LR"):
+        train.lr_drop("1e-4")
 
 
 def test_bf16_transforms_keep_y_and_pixels_in_float32():
