@@ -393,7 +393,7 @@ def search(integ: Integeriser, samples, log=print):
 def integerise(checkpoint: Path, profile: str, calib_files, crop: int, rates, log=print, fixed_bits=None,
                bias_correction: bool | None = None):
     if bias_correction is None:
-        bias_correction = False  # the committed models predate bias correction
+        bias_correction = PROFILE_WEIGHT_BITS[profile] <= 8
     model = load_float_model(checkpoint).double().eval()
     images = load_calibration(calib_files, crop)
     t0 = time.time()
