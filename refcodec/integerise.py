@@ -116,8 +116,9 @@ def calibrate(model: FloatCodec, images, rates):
     def observe(name, x):
         mean = x.mean(dim=(0, 2, 3))
         sums[name] = sums.get(name, 0) + mean
+
     for img in images:
-        x = torch.from_numpy(img).permute(2, 0, 1)[None].double() / 255.0
+        x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].double() / 255.0  # a writable copy
         for r in rates:
             rate = torch.tensor([r])
             y = model.analysis(x) * model.gain(rate)
