@@ -66,20 +66,26 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def stage_bytes(tensor) -> bytes:
-    """Clause 11.4: a stage tensor's elements as signed 32-bit little-endian integers, C order."""
+def _canonical_stage(tensor) -> np.ndarray:
+    """Clause 11.4: a stage tensor as a C-order array of signed 32-bit little-endian integers."""
     a = np.asarray(tensor)
     if a.dtype.kind not in "iub":
         if a.dtype.kind != "f" or not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
             raise ValueError(f"stage tensor of dtype {a.dtype} has non-integer elements")
     if a.size and (a.min() < -(1 << 31) or a.max() >= (1 << 31)):
         raise ValueError("stage tensor has elements outside the signed 32-bit range")
-    return np.ascontiguousarray(a.astype("<i4")).tobytes()
+    # No copy when the tensor is already int32 in C order (a traced decode's stages are).
+    return np.ascontiguousarray(a.astype("<i4", copy=False))
+
+
+def stage_bytes(tensor) -> bytes:
+    """Clause 11.4: a stage tensor's elements as signed 32-bit little-endian integers, C order."""
+    return _canonical_stage(tensor).tobytes()
 
 
 def stage_hash(tensor) -> str:
-    """Clause 11.4: the SHA-256 of a stage tensor's canonical bytes."""
-    return sha256_hex(stage_bytes(tensor))
+    """Clause 11.4: the SHA-256 of a stage tensor's canonical bytes (hashed in place, without a copy)."""
+    return hashlib.sha256(memoryview(_canonical_stage(tensor)).cast("B")).hexdigest()
 
 
 def sample_bytes(image) -> bytes:

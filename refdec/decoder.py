@@ -119,14 +119,18 @@ def decode(stream: bytes, models: ModelStore | Model, *, trace: bool = False,
     image = crop(full, header.width, header.height)
 
     if trace:
-        stages["z_hat"] = z_hat
-        for name, t in hyper_trace.items():
-            stages[name] = t.transpose(2, 0, 1)
-        stages.update(latent_trace.stages())
-        stages["y_hat"] = y_hat
-        stages["synthesis_input"] = s0
-        for name, t in synthesis_trace.items():
-            stages[name] = t.transpose(2, 0, 1)
-        stages["image"] = image
-        stages = {k: np.ascontiguousarray(v).astype(np.int32) for k, v in stages.items()}
+        # Canonical layout (C, H, W) as int32, converted one tensor at a time and released from
+        # the trace as it goes, so that at most one layer exists twice (large images).
+        def canonical(t):
+            return np.ascontiguousarray(t).astype(np.int32, copy=False)
+
+        stages["z_hat"] = canonical(z_hat)
+        for name in list(hyper_trace):
+            stages[name] = canonical(hyper_trace.pop(name).transpose(2, 0, 1))
+        stages.update({k: canonical(v) for k, v in latent_trace.stages().items()})
+        stages["y_hat"] = canonical(y_hat)
+        stages["synthesis_input"] = canonical(s0)
+        for name in list(synthesis_trace):
+            stages[name] = canonical(synthesis_trace.pop(name).transpose(2, 0, 1))
+        stages["image"] = canonical(image)
     return Decoded(header, image, stages)
