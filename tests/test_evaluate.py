@@ -13,6 +13,7 @@ pytest.importorskip("matplotlib")
 from PIL import Image  # noqa: E402
 
 from refcodec import evaluate  # noqa: E402
+from refcodec.bdrate import bd_rate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "models" / "float.pt"
@@ -60,6 +61,29 @@ def test_evaluation_run_reports_agreement_and_resumes(tmp_path):
     assert float_curve[0]["bpp"] < float_curve[1]["bpp"]
     assert (out / "rd_kodak.png").stat().st_size > 1000
     assert "2 images, checkpoint" in (out / "README.md").read_text()
+    # The checkpoint table's BD-rates for a checkpoint evaluated on the same images are the ones
+    # recomputed against the current anchor curves: here the same as the summary's.
+    row = next(line for line in (out / "README.md").read_text().splitlines()
+               if line.startswith("| ") and f"`{summary['labels']['float'].split('@')[1][:8]}`" in line)
+    for key in ("float vs JPEG 4:2:0", "float vs WebP", "float vs AVIF 4:4:4 speed 4"):
+        v = summary["bd_rate_percent"][key]
+        assert (f"{v:+.1f}%" if v == v else "n/a") in [cell.strip() for cell in row.strip("| ").split(" | ")][5:]
+
+    # An older checkpoint evaluated on the same images: its row is recomputed against today's
+    # anchors, not copied from its stored figures (999 here).
+    history_path = out / "checkpoints.json"
+    history = json.loads(history_path.read_text())
+    old_curve = [dict(c, bpp=c["bpp"] * 1.5) for c in float_curve]
+    history["float@0123456789abcdef"] = {"step": 1, "images": 2, "curve": old_curve,
+                                         "bd": {"float vs JPEG 4:2:0": 999.0}}
+    history_path.write_text(json.dumps(history))
+    assert evaluate.main(args + ["--report-only"]) == 0
+    old_row = next(line for line in (out / "README.md").read_text().splitlines() if "`01234567`" in line)
+    assert "+999.0%" not in old_row
+    anchor = summary["curves"]["JPEG 4:2:0"]
+    expected = bd_rate([c["bpp"] for c in anchor], [c["psnr"] for c in anchor],
+                       [c["bpp"] for c in old_curve], [c["psnr"] for c in old_curve])
+    assert f"{expected:+.1f}%" in old_row
 
     # A third image whose evaluation has not run: the report leaves it out and says so.
     Image.open(kodak / "kodim01.png").save(kodak / "kodim03.png")
