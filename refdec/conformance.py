@@ -75,12 +75,7 @@ def _canonical_stage(tensor) -> np.ndarray:
     if a.size and (a.min() < -(1 << 31) or a.max() >= (1 << 31)):
         raise ValueError("stage tensor has elements outside the signed 32-bit range")
     # No copy when the tensor is already int32 in C order (a traced decode's stages are).
-    return np.ascontiguousarray(a.astype("<i4", copy=False))
-
-
-def stage_bytes(tensor) -> bytes:
-    """Clause 11.4: a stage tensor's elements as signed 32-bit little-endian integers, C order."""
-    return _canonical_stage(tensor).tobytes()
+    return np.ascontiguousarray(a, dtype="<i4")
 
 
 def stage_hash(tensor) -> str:

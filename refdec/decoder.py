@@ -122,7 +122,7 @@ def decode(stream: bytes, models: ModelStore | Model, *, trace: bool = False,
         # Canonical layout (C, H, W) as int32, converted one tensor at a time and released from
         # the trace as it goes, so that at most one layer exists twice (large images).
         def canonical(t):
-            return np.ascontiguousarray(t).astype(np.int32, copy=False)
+            return np.ascontiguousarray(t, dtype=np.int32)
 
         stages["z_hat"] = canonical(z_hat)
         for name in list(hyper_trace):
