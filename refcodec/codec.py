@@ -9,6 +9,7 @@ allows us to reuse) -> bitstream of spec clause 6.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ from PIL import Image
 
 from refdec import constants as K
 from refdec.bitstream import Header, write_header
-from refdec.encoder import EncodeError, encode_escape_payload, encode_z
+from refdec.encoder import EncodeError, encode_escape_payload, encode_z, z_symbols
 from refdec.latent import wavefronts
 from refdec.model_file import Model
 from refdec.range_encoder import RangeEncoder
@@ -51,7 +52,12 @@ def analyse(float_model: FloatCodec, img: np.ndarray, rate: int):
 
 
 def encode_y(model: Model, y_hat: np.ndarray, z_hat: np.ndarray, device="cpu") -> bytes:
-    """The y payload, with windows and cumulative frequencies from the torch integer model.
+    """The y payload, with windows and cumulative frequencies from the torch integer model."""
+    return _code_y(model, y_hat, z_hat, device)[0]
+
+
+def _code_y(model: Model, y_hat: np.ndarray, z_hat: np.ndarray, device="cpu") -> tuple[bytes, float]:
+    """The y payload and the ideal code length of its symbols (see ideal_code_bits).
 
     The symbol intervals are computed for all elements at once; only the range coder itself
     runs element by element, in the coding order of clause 7.5 (wavefronts, position-major,
@@ -73,7 +79,38 @@ def encode_y(model: Model, y_hat: np.ndarray, z_hat: np.ndarray, device="cpu") -
         enc.encode(s, e)
         if not ok:
             encode_escape_payload(enc, lo_e, hi_e, value)
-    return enc.finish()
+    bits = float(np.sum(K.PROB_BITS - np.log2((end - start).astype(np.float64))))
+    bits += float(escape_payload_bits(lo[~inside], hi[~inside], y[~inside]).sum())
+    return enc.finish(), bits
+
+
+def escape_payload_bits(lo: np.ndarray, hi: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Bypass bits after an escape: side bit, Exp-Golomb prefix and suffix (clause 7.10)."""
+    m = np.where(value > hi, value - hi - 1, lo - 1 - value)
+    k = np.floor(np.log2(m + 1)).astype(np.int64)
+    return 2 * k + 2
+
+
+def z_ideal_bits(model: Model, z_hat: np.ndarray) -> float:
+    bits = 0.0
+    for cdf, n_w, lo, hi, value, _ in z_symbols(model, np.asarray(z_hat, dtype=np.int64)):
+        s = value - lo if lo <= value <= hi else n_w
+        upper = cdf[s + 1] if s + 1 <= n_w else 1 << K.PROB_BITS  # C(n) = 2^16 (clause 7.3)
+        bits += K.PROB_BITS - math.log2(upper - cdf[s])
+        if s == n_w:
+            bits += int(escape_payload_bits(np.array(lo), np.array(hi), np.array(value)))
+    return bits
+
+
+def ideal_code_bits(model: Model, z_hat: np.ndarray, y_hat: np.ndarray, device="cpu") -> float:
+    """Information content of the latents under the integer model's own frequency tables.
+
+    The sum of -log2(f / 2^PROB_BITS) over the coded symbols plus the escape bypass bits: what
+    an ideal entropy coder would spend, without the header of clause 6.2 and the range coder's
+    termination. Set against the float model's ideal code length, it isolates the cost of
+    integerising the entropy model from the cost of the bitstream container.
+    """
+    return z_ideal_bits(model, z_hat) + _code_y(model, y_hat, z_hat, device)[1]
 
 
 @dataclass
@@ -84,19 +121,25 @@ class Encoded:
     width: int
     height: int
     rate: int
+    ideal_bits: float  # ideal_code_bits() of the latents
 
     @property
     def bits_per_pixel(self) -> float:
         return 8 * len(self.stream) / (self.width * self.height)
+
+    @property
+    def ideal_bits_per_pixel(self) -> float:
+        return self.ideal_bits / (self.width * self.height)
 
 
 def encode_image(float_model: FloatCodec, model: Model, img: np.ndarray, rate: int, device="cpu") -> Encoded:
     h, w, _ = img.shape
     z_hat, y_hat = analyse(float_model, img, rate)
     z_payload = encode_z(model, z_hat)
-    y_payload = encode_y(model, y_hat, z_hat, device)
+    y_payload, y_bits = _code_y(model, y_hat, z_hat, device)
     header = Header(K.VERSION, 0, w, h, rate, model.model_id, len(z_payload), len(y_payload))
-    return Encoded(write_header(header) + z_payload + y_payload, z_hat, y_hat, w, h, rate)
+    return Encoded(write_header(header) + z_payload + y_payload, z_hat, y_hat, w, h, rate,
+                   z_ideal_bits(model, z_hat) + y_bits)
 
 
 def encoder_reconstruction(model: Model, enc: Encoded, device="cpu") -> np.ndarray:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from refdec.bitstream import HEADER_SIZE
 from refdec.decoder import decode
 from refdec.model_file import load_model
 
@@ -125,8 +126,14 @@ def main(argv=None):
     # other checkpoints or models are dropped (the anchors do not depend on them and stay).
     labels = {"float": f"float@{hashlib.sha256(args.checkpoint.read_bytes()).hexdigest()[:16]}"}
     labels.update({m.header["profile"]: f"{m.header['profile']}@{m.model_id.hex()}" for m in int_models})
+    int_labels = {labels[m.header["profile"]] for m in int_models}
+
+    def stale(key, item):  # integer entries of earlier versions lack the ideal code length
+        label = key.split("|")[0]
+        return (label not in labels.values() and label not in ANCHORS) or (label in int_labels and "container_bytes" not in item)
+
     for store in (cache, mine):
-        for key in [k for k in store if k.split("|")[0] not in labels.values() and k.split("|")[0] not in ANCHORS]:
+        for key in [k for k, item in store.items() if stale(k, item)]:
             del store[key]
     cache_path.write_text(json.dumps(mine, indent=0, sort_keys=True))
     torch_all = {m.header["profile"] for m in int_models} if args.torch_check == "all" else (
@@ -148,7 +155,9 @@ def main(argv=None):
                     enc = encode_image(float_model, m, img, r)
                     dec = decode(enc.stream, m).image
                     rec = encoder_reconstruction(m, enc)
-                    item = {"bpp": enc.bits_per_pixel, "psnr": psnr(dec.transpose(1, 2, 0), img),
+                    item = {"bpp": enc.bits_per_pixel, "ideal_bpp": enc.ideal_bits_per_pixel,
+                            "container_bytes": len(enc.stream) - enc.ideal_bits / 8,
+                            "psnr": psnr(dec.transpose(1, 2, 0), img),
                             "encoder_equal": bool(np.array_equal(rec, dec))}
                     if prof in torch_all or (args.torch_check != "none" and i == 0):
                         item["torch_equal"] = bool(np.array_equal(decode_torch(enc.stream, m), dec))
@@ -191,12 +200,16 @@ def write_report(cache, requested, rates, int_models, args, labels):
     files = complete_images(cache, requested, rates, int_models, labels)
     if not files:
         raise SystemExit("error: no image has been evaluated at every setting yet; nothing to report")
-    curves, checks = {}, {}
+    curves, checks, ideal_curves, container = {}, {}, {}, {}
     curves["float"] = mean_curve(collect(cache, labels["float"], files, rates))
     for m in int_models:
         prof = m.header["profile"]
         pts = collect(cache, labels[prof], files, rates)
         curves[prof] = mean_curve(pts)
+        ideal_curves[prof] = mean_curve([dict(p, bpp=p["ideal_bpp"]) for p in pts])
+        # Bytes of a stream beyond its ideal code length: the header of clause 6.2 and the range
+        # coder's termination and rounding.
+        container[prof] = float(np.mean([p["container_bytes"] for p in pts]))
         checks[prof] = {"streams": len(pts), "encoder_equal": sum(p["encoder_equal"] for p in pts),
                         "torch_checked": sum("torch_equal" in p for p in pts),
                         "torch_equal": sum(bool(p.get("torch_equal")) for p in pts)}
@@ -212,7 +225,9 @@ def write_report(cache, requested, rates, int_models, args, labels):
 
     bds = {}
     for m in int_models:
-        bds[f"{m.header['profile']} vs float"] = bd(m.header["profile"], "float")
+        prof = m.header["profile"]
+        bds[f"{prof} vs float, ideal code lengths (integerisation)"] = bd_of(ideal_curves[prof], "float")
+        bds[f"{prof} vs float, bitstream bytes (integerisation and container)"] = bd(prof, "float")
     for name in ["float"] + [m.header["profile"] for m in int_models] + list(ANCHORS)[1:]:
         bds[f"{name} vs JPEG 4:2:0"] = bd(name, "JPEG 4:2:0")
     for anchor in ("WebP", "AVIF 4:4:4 speed 4"):
@@ -220,7 +235,8 @@ def write_report(cache, requested, rates, int_models, args, labels):
     sidecar = args.checkpoint.with_suffix(".json")
     step = json.loads(sidecar.read_text()).get("step") if sidecar.is_file() else None
     summary = {"images": [f.name for f in files], "images_requested": len(requested), "rates": rates, "lambdas": LAMBDAS, "curves": curves,
-               "bd_rate_percent": bds, "decoder_agreement": checks, "checkpoint": str(args.checkpoint),
+               "bd_rate_percent": bds, "ideal_curves": ideal_curves, "container_bytes": container,
+               "decoder_agreement": checks, "checkpoint": str(args.checkpoint),
                "training_step": step, "labels": labels}
     (args.out / "kodak.json").write_text(json.dumps(summary, indent=1))
     history = update_history(args.out / "checkpoints.json", labels["float"], step, len(files), curves["float"], bds) \
@@ -231,12 +247,21 @@ def write_report(cache, requested, rates, int_models, args, labels):
     lines = ["# Kodak results", "", f"{len(files)} images{missing}, checkpoint `{args.checkpoint}`"
              + (f" (training step {step})" if step is not None else "") + ". "
              "Generated by `python -m refcodec.evaluate`; numbers in `kodak.json`.", "",
-             "## BD-rate (negative: fewer bits at equal RGB PSNR)", "", "| comparison | BD-rate |", "|---|---|"]
+             "## BD-rate (negative: fewer bits at equal RGB PSNR)", "",
+             "The float model's rate is its ideal code length (no bitstream exists for it). The integer "
+             "profiles are compared with it twice: by their own ideal code length under the integer "
+             "frequency tables, which is the cost of integerisation alone, and by the size of the real "
+             "bitstream, which adds the container (mean bytes per stream beyond the ideal code length: "
+             + ", ".join(f"{p} {b:.1f}" for p, b in container.items()) + f"; the header alone is "
+             f"{HEADER_SIZE} bytes).", "", "| comparison | BD-rate |", "|---|---|"]
     lines += [f"| {k} | {v:+.2f}% |" if not math.isnan(v) else f"| {k} | n/a (curves do not overlap) |"
               for k, v in bds.items()]
     lines += ["", "## Rate points (mean over images)", "", "| codec | setting | bpp | RGB PSNR (dB) |", "|---|---|---|---|"]
     for name, curve in curves.items():
         lines += [f"| {name} | {c['setting']} | {c['bpp']:.4f} | {c['psnr']:.2f} |" for c in curve]
+        if name in ideal_curves:
+            lines += [f"| {name}, ideal code length | {c['setting']} | {c['bpp']:.4f} | {c['psnr']:.2f} |"
+                      for c in ideal_curves[name]]
     lines += ["", "## Decoder agreement", "", "| profile | streams | encoder reconstruction identical | "
               "torch decoder checked | torch identical |", "|---|---|---|---|---|"]
     lines += [f"| {p} | {c['streams']} | {c['encoder_equal']} | {c['torch_checked']} | {c['torch_equal']} |"

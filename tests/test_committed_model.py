@@ -60,3 +60,29 @@ def test_kodak_image_encodes_and_decodes_identically_everywhere():
     assert np.array_equal(encoder_reconstruction(model, enc), refdec_image)
     assert 0.05 < enc.bits_per_pixel < 4.0
     assert psnr(refdec_image.transpose(1, 2, 0), img) > 20.0
+
+
+@pytest.mark.skipif(not KODIM.exists(), reason="Kodak not present")
+def test_ideal_code_length_is_the_stream_less_its_container():
+    """The evaluation's like-for-like rate: the stream is its ideal code length plus the header and
+    the range coders' termination (a few bytes per payload), nothing else; escapes included."""
+    from refdec.bitstream import HEADER_SIZE
+
+    from refcodec import codec
+    from refcodec.model import load_float_model
+
+    float_model = load_float_model(FLOAT).eval()
+    model = load_model(MODELS["W16A16"])
+    img = codec.load_rgb(KODIM)[:128, :192]
+    enc = codec.encode_image(float_model, model, img, rate=5)
+    assert enc.ideal_bits == pytest.approx(codec.ideal_code_bits(model, enc.z_hat, enc.y_hat), abs=1e-6)
+    container_bits = 8 * len(enc.stream) - enc.ideal_bits
+    assert 8 * HEADER_SIZE <= container_bits <= 8 * (HEADER_SIZE + 2 * 5)
+
+    # Values far outside every coding window: escapes, whose bypass bits the ideal length counts.
+    y = enc.y_hat.copy()
+    y[:, ::2, ::3] = 3000
+    payload, bits = codec._code_y(model, y, enc.z_hat)
+    escaped = y.size // 6
+    assert bits > escaped * 2 * 11  # 3000 needs an Exp-Golomb prefix of about 11 bits
+    assert 0 <= 8 * len(payload) - bits <= 8 * 5

@@ -12,6 +12,8 @@ pytest.importorskip("matplotlib")
 
 from PIL import Image  # noqa: E402
 
+from refdec.bitstream import HEADER_SIZE  # noqa: E402
+
 from refcodec import evaluate  # noqa: E402
 from refcodec.bdrate import bd_rate  # noqa: E402
 
@@ -60,6 +62,13 @@ def test_evaluation_run_reports_agreement_and_resumes(tmp_path):
     assert [c["setting"] for c in float_curve] == [0, 5] and all(c["n"] == 2 for c in float_curve)
     assert float_curve[0]["bpp"] < float_curve[1]["bpp"]
     assert (out / "rd_kodak.png").stat().st_size > 1000
+    # The integer profile against the float model twice: by ideal code length (integerisation
+    # alone) and by stream size, which adds the container: the header and the coders' flush.
+    bds = summary["bd_rate_percent"]
+    ideal = bds["W16A16 vs float, ideal code lengths (integerisation)"]
+    stream = bds["W16A16 vs float, bitstream bytes (integerisation and container)"]
+    assert abs(ideal) < 2 and stream > ideal + 5  # 72x40 images: the container is a large share
+    assert HEADER_SIZE <= summary["container_bytes"]["W16A16"] <= HEADER_SIZE + 2 * 5
     assert "2 images, checkpoint" in (out / "README.md").read_text()
     # The checkpoint table's BD-rates for a checkpoint evaluated on the same images are the ones
     # recomputed against the current anchor curves: here the same as the summary's.

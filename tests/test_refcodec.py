@@ -141,3 +141,72 @@ def test_bias_correction_removes_the_mean_error_of_rounded_weights():
         errors[corrected] = np.abs((approx - exact).mean(axis=1))
     assert errors[True].max() < 0.1 * errors[False].max()
     assert np.all(errors[True] <= 2.0 ** -(f_w + f_in) + 0.02)
+
+
+def test_compensated_rounding_beats_rounding_on_correlated_inputs():
+    """Error-compensating rounding (OPTQ) on inputs with correlated channels and a non-zero mean: the
+    output error on those inputs is well below that of rounding each weight, the weights stay in the
+    profile's range, the clause 9.5 bound holds, and masked (all-zero) taps stay zero."""
+    rng = np.random.default_rng(7)
+    cout, cin, k, f_in, f_out = 24, 16, 3, 6, 5
+    w = rng.normal(0, 0.08, size=(cout, cin, k, k))
+    w[:, :, 2, :] = 0                                   # a masked kernel row
+    b = rng.normal(0, 0.1, size=cout)
+    mix = rng.normal(size=(cin * k * k, cin * k * k)) * 0.3 + np.eye(cin * k * k)
+    u = (mix @ rng.normal(size=(cin * k * k, 20000))) * 0.5 + 0.8   # patches, one column per position
+    ua = np.vstack([u, np.ones((1, u.shape[1]))])
+    hessian = ua @ ua.T / u.shape[1]
+    exact = w.reshape(cout, -1) @ u + b[:, None]
+    in_max = 4095
+    errors = {}
+    for name, h in (("rounded", None), ("compensated", hessian)):
+        wq, bq, shift = integ.quantise_layer(w, b, f_in, f_out, in_max, 8, None, h)
+        f_w = shift - f_in + f_out
+        assert np.abs(wq).max() <= 127
+        assert np.all(np.abs(wq).reshape(cout, -1).sum(axis=1) * in_max + np.abs(bq) < K.ACCUMULATOR_LIMIT)
+        approx = (wq.reshape(cout, -1) * 2.0 ** -f_w[:, None]) @ u + (bq * 2.0 ** -(f_w + f_in))[:, None]
+        errors[name] = float(np.mean((approx - exact) ** 2))
+        assert np.all(wq[:, :, 2, :] == 0)
+    assert errors["compensated"] < 0.5 * errors["rounded"]
+
+
+def test_compensated_rounding_lowers_exponents_until_the_accumulator_bound_holds():
+    rng = np.random.default_rng(8)
+    w = rng.normal(0, 0.05, size=(8, 64, 1, 1))
+    b = np.zeros(8)
+    u = np.vstack([rng.normal(size=(64, 5000)), np.ones((1, 5000))])
+    hessian = u @ u.T / 5000
+    in_max = (1 << 31) // 1000                        # large inputs: full-range weights would overflow
+    wq, bq, shift = integ.quantise_layer(w, b, 0, -10, in_max, 8, None, hessian)
+    assert np.all(np.abs(wq).reshape(8, -1).sum(axis=1) * in_max + np.abs(bq) < K.ACCUMULATOR_LIMIT)
+    assert np.abs(wq).max() <= 64                      # the bound, not the range, set the exponents
+
+
+def test_relambda_moves_gain_units_by_interpolation_in_log_lambda(tmp_path):
+    """tools/relambda.py: the gain vectors of new lambdas lie on the lines through the old ones in
+    log lambda (extrapolated below the old range); other tensors are unchanged; a copy is kept."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    spec = importlib.util.spec_from_file_location("relambda", ROOT / "tools" / "relambda.py")
+    relambda = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(relambda)
+    old = np.log([1.0, 2.0, 4.0])
+    table = torch.tensor([[0.0, 1.0], [1.0, 3.0], [2.0, 4.0]])
+    moved = relambda.interpolate(table, old, np.log([0.5, 2.0 ** 0.5, 4.0]))
+    assert torch.allclose(moved, torch.tensor([[-1.0, -1.0], [0.5, 2.0], [2.0, 4.0]]))
+
+    model = FloatCodec()
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.rand(1, 3, 64, 64), torch.tensor([0]), 0.5)[0].sum().backward()
+    opt.step()
+    path = tmp_path / "last.pt"
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 7}, path)
+    lambdas = "0.0018,0.0035,0.0067,0.0130,0.0250,0.0483"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "relambda.py"), str(path), "--old", lambdas,
+                    "--new", lambdas], check=True, capture_output=True)
+    before = torch.load(tmp_path / "last.pt.before-relambda", weights_only=False)
+    after = torch.load(path, weights_only=False)
+    for key, value in before["model"].items():
+        assert torch.allclose(after["model"][key], value, atol=1e-6), key

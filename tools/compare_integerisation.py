@@ -1,0 +1,72 @@
+"""Compare integerisation methods on held-out training images (informative; never Kodak).
+
+For each variant, the integer model's ideal code length of the y latents (bits) and the PSNR of its
+synthesis on training images that the calibration does not use, against the W16A16 model:
+
+    python tools/compare_integerisation.py --checkpoint models/float.pt --images 6 --crop 384
+
+Variants reuse the bit widths recorded in the committed models (no search), so the comparison
+isolates the weight rounding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from refdec.model_file import parse_model  # noqa: E402
+
+from refcodec import integerise as integ  # noqa: E402
+from refcodec.model import load_float_model  # noqa: E402
+from refcodec.train import DEFAULT_TRAIN_DIR, list_images  # noqa: E402
+
+MODELS = ROOT / "refdec" / "models"
+VARIANTS = {
+    "W16A16": ("W16A16", {"bias_correction": False, "compensation": False}),
+    "W8A16 rounding": ("W8A16", {"bias_correction": False, "compensation": False}),
+    "W8A16 bias correction": ("W8A16", {"bias_correction": True, "compensation": False}),
+    "W8A16 compensated": ("W8A16", {"bias_correction": False, "compensation": True}),
+}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "float.pt")
+    ap.add_argument("--images", type=int, default=6)
+    ap.add_argument("--crop", type=int, default=384)
+    ap.add_argument("--rates", default="0,1,2,3,4,5")
+    args = ap.parse_args(argv)
+    torch.set_grad_enabled(False)
+    calib = integ.default_calibration_files(DEFAULT_TRAIN_DIR, 4)
+    held_out = [f for f in list_images(DEFAULT_TRAIN_DIR)[1::97] if f not in calib][: args.images]
+    rates = [int(r) for r in args.rates.split(",")]
+    model = load_float_model(args.checkpoint).double().eval()
+    _, _, samples = integ.calibrate(model, integ.load_calibration(held_out, args.crop), rates)
+    bits_of = {p: parse_model((MODELS / f"refdec-test-{p.lower()}.npz").read_bytes()).header["provenance"]["bits"]
+               for p in ("W16A16", "W8A16")}
+    rows = {}
+    for name, (profile, options) in VARIANTS.items():
+        data = integ.integerise(args.checkpoint, profile, calib, 256, [0, 2, 5], log=lambda *_: None,
+                                fixed_bits=bits_of[profile], **options)
+        m = parse_model(data)
+        bits = sum(integ.symbol_bits(m, s) for s in samples)
+        mse = np.array([integ.synthesis_mse(m, s) for s in samples])
+        rows[name] = (bits, float(np.mean(10 * np.log10(255.0**2 / mse))))
+        print(f"{name}: {bits:.0f} bits, {rows[name][1]:.3f} dB", flush=True)
+    ref_bits, ref_psnr = rows["W16A16"]
+    print(f"\n{len(held_out)} held-out training images, crop {args.crop}, rates {args.rates}\n")
+    print("| variant | y bits vs W16A16 | PSNR vs W16A16 |\n|---|---|---|")
+    for name, (bits, p) in rows.items():
+        print(f"| {name} | {100 * (bits / ref_bits - 1):+.3f}% | {p - ref_psnr:+.4f} dB |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
