@@ -276,6 +276,8 @@ def _quantise_compensated(w, b, f_in: int, f_out, in_max: int, wbits: int, hessi
     f_fit = np.where(peak > 0, np.floor(np.log2(wmax / np.where(peak > 0, peak, 1.0))), 40).astype(np.int64)
     f_cap = K.MAX_SHIFT + f_out - f_in                                    # shift <= 27 (clause 9.4)
 
+    active = np.concatenate([np.any(flat != 0, axis=0), [True]])  # weight columns and the bias
+
     def attempt(f):
         key = f.tobytes()  # the rounding depends on the exponents only: reused across the search
         if key not in cache:
@@ -283,26 +285,24 @@ def _quantise_compensated(w, b, f_in: int, f_out, in_max: int, wbits: int, hessi
         wq, bias = cache[key]
         bq = np.round(bias * 2.0 ** (f + f_in))
         e = np.concatenate([wq * 2.0 ** -f[:, None] - flat, (bq * 2.0 ** -(f + f_in) - b)[:, None]], axis=1)
-        active = np.concatenate([np.any(flat != 0, axis=0), [True]])
         e[:, ~active] = 0
         loss = np.einsum("od,de,oe->o", e, hessian, e)
         fits = (np.abs(wq).sum(axis=1) * in_max + np.abs(bq) < K.ACCUMULATOR_LIMIT) & (np.abs(bq) < 2**31)
         return wq, bq.astype(np.int64), loss, fits
 
-    candidates = [attempt(np.minimum(f_fit + extra, f_cap)) for extra in (0, 1)]
     f = np.minimum(f_fit, f_cap)
-    wq, bq, loss, fits = candidates[0]
-    wq, bq = wq.copy(), bq.copy()
-    wq2, bq2, loss2, fits2 = candidates[1]
-    better = fits2 & (loss2 < loss) & (f_fit + 1 <= f_cap)
-    wq[better], bq[better], f = wq2[better], bq2[better], np.where(better, f + 1, f)
+    wq, bq, loss, fits = attempt(f)
+    wq, bq = wq.copy(), bq.copy()  # rows are replaced below; the cached rounding stays intact
+    wq_up, bq_up, loss_up, fits_up = attempt(np.minimum(f + 1, f_cap))
+    better = fits_up & (loss_up < loss) & (f + 1 <= f_cap)
+    wq[better], bq[better], f = wq_up[better], bq_up[better], np.where(better, f + 1, f)
     fits = fits | better
     while not fits.all():                  # lower the exponent of the rows that overflow
         f = np.where(fits, f, f - 1)
-        wq3, bq3, _, fits3 = attempt(f)
+        wq_down, bq_down, _, fits_down = attempt(f)
         redo = ~fits
-        wq[redo], bq[redo] = wq3[redo], bq3[redo]
-        fits = fits | fits3
+        wq[redo], bq[redo] = wq_down[redo], bq_down[redo]
+        fits = fits | fits_down
     shift = f + f_in - f_out
     if (shift < 0).any():
         o = int(np.argmax(shift < 0))
