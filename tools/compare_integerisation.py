@@ -1,7 +1,8 @@
 """Compare integerisation methods on held-out training images (informative; never Kodak).
 
 For each variant, the integer model's ideal code length of the y latents (bits) and the PSNR of its
-synthesis on training images that the calibration does not use, against the W16A16 model:
+synthesis on training images that the calibration does not use, against the W16A16 model (and the
+float model's, by its continuous mixture likelihood and unquantised synthesis):
 
     python tools/compare_integerisation.py --checkpoint models/float.pt --images 6 --crop 384
 
@@ -24,16 +25,32 @@ sys.path.insert(0, str(ROOT))
 from refdec.model_file import parse_model  # noqa: E402
 
 from refcodec import integerise as integ  # noqa: E402
-from refcodec.model import load_float_model  # noqa: E402
+from refcodec.model import load_float_model, mixture_likelihood  # noqa: E402
 from refcodec.train import DEFAULT_TRAIN_DIR, list_images  # noqa: E402
 
 MODELS = ROOT / "refdec" / "models"
 VARIANTS = {
     "W16A16": ("W16A16", {"bias_correction": False, "compensation": False}),
+    "W16A16 bias correction": ("W16A16", {"bias_correction": True, "compensation": False}),
+    "W16A16 compensated": ("W16A16", {"bias_correction": False, "compensation": True}),
     "W8A16 rounding": ("W8A16", {"bias_correction": False, "compensation": False}),
     "W8A16 bias correction": ("W8A16", {"bias_correction": True, "compensation": False}),
     "W8A16 compensated": ("W8A16", {"bias_correction": False, "compensation": True}),
 }
+
+
+def float_reference(model, samples):
+    """(y bits, mean PSNR) of the float model on the samples: the references the integer models approach."""
+    bits, psnrs = 0.0, []
+    for s in samples:
+        y = torch.from_numpy(s["y_hat"])[None].double()
+        z = torch.from_numpy(s["z_hat"])[None].double()
+        bits -= float(torch.log2(mixture_likelihood(y, model.entropy_parameters(y, z)).clamp_min(1e-12)).sum())
+        x_hat = model.decode_pixels(y, torch.tensor([s["rate"]]))[0]
+        h, w = s["image"].shape[1:]
+        rec = torch.clamp(torch.round(x_hat), 0, 255)[:, :h, :w].numpy()
+        psnrs.append(10 * np.log10(255.0**2 / np.mean((rec - s["image"]) ** 2)))
+    return bits, float(np.mean(psnrs))
 
 
 def main(argv=None):
@@ -51,7 +68,8 @@ def main(argv=None):
     _, _, samples = integ.calibrate(model, integ.load_calibration(held_out, args.crop), rates)
     bits_of = {p: parse_model((MODELS / f"refdec-test-{p.lower()}.npz").read_bytes()).header["provenance"]["bits"]
                for p in ("W16A16", "W8A16")}
-    rows = {}
+    rows = {"float": float_reference(model, samples)}
+    print(f"float: {rows['float'][0]:.0f} bits, {rows['float'][1]:.3f} dB", flush=True)
     for name, (profile, options) in VARIANTS.items():
         data = integ.integerise(args.checkpoint, profile, calib, 256, [0, 2, 5], log=lambda *_: None,
                                 fixed_bits=bits_of[profile], **options)
