@@ -269,7 +269,8 @@ def write_report(cache, requested, rates, int_models, args, labels):
     lines += ["", "![RD curves](rd_kodak.png)", ""]
     lines += ["## Where each checkpoint stands", "",
               "Every evaluated float checkpoint (`checkpoints.json`): Kodak mean RGB PSNR at the lowest and highest "
-              "rate point, and BD-rates of the float model (negative: better than the anchor). For checkpoints "
+              "rate point, and BD-rates of the float model (negative: better than the anchor); the checkpoint that this page "
+              "evaluates (the committed one) is marked, the others were evaluated and not committed. For checkpoints "
               f"evaluated on the same {len(files)} images the BD-rates are recomputed against the anchor curves "
               "above; the others show the figures of their own evaluation.", "",
               "| training step | checkpoint | images | lowest rate | highest rate | vs JPEG 4:2:0 | vs WebP | vs AVIF |",
@@ -283,7 +284,8 @@ def write_report(cache, requested, rates, int_models, args, labels):
         lo, hi = h["curve"][0], h["curve"][-1]
         same_images = h["images"] == len(files)
         vs = [bd_of(h["curve"], a) if same_images else h["bd"].get(f"float vs {a}") for a in anchors]
-        lines.append(f"| {h['step']} | `{key.split('@')[1][:8]}` | {h['images']} | {lo['psnr']:.2f} dB at "
+        committed = " (this page)" if key == labels["float"] else ""
+        lines.append(f"| {h['step']} | `{key.split('@')[1][:8]}`{committed} | {h['images']} | {lo['psnr']:.2f} dB at "
                      f"{lo['bpp']:.3f} bpp | {hi['psnr']:.2f} dB at {hi['bpp']:.3f} bpp | "
                      + " | ".join(pct(v) for v in vs) + " |")
     cross = args.out / "crossdevice.json"

@@ -89,6 +89,10 @@ def test_evaluation_run_reports_agreement_and_resumes(tmp_path):
     assert evaluate.main(args + ["--report-only"]) == 0
     old_row = next(line for line in (out / "README.md").read_text().splitlines() if "`01234567`" in line)
     assert "+999.0%" not in old_row
+    # Only the checkpoint that the page evaluates is marked as the committed one.
+    assert "(this page)" in next(line for line in (out / "README.md").read_text().splitlines()
+                                 if line.startswith("| ") and row.split(" | ")[1] in line)
+    assert "(this page)" not in old_row
     anchor = summary["curves"]["JPEG 4:2:0"]
     expected = bd_rate([c["bpp"] for c in anchor], [c["psnr"] for c in anchor],
                        [c["bpp"] for c in old_curve], [c["psnr"] for c in old_curve])
