@@ -92,6 +92,7 @@ def escape_payload_bits(lo: np.ndarray, hi: np.ndarray, value: np.ndarray) -> np
 
 
 def z_ideal_bits(model: Model, z_hat: np.ndarray) -> float:
+    """The z part of ideal_code_bits, symbol by symbol in the coding order of encode_z."""
     bits = 0.0
     for cdf, n_w, lo, hi, value, _ in z_symbols(model, np.asarray(z_hat, dtype=np.int64)):
         s = value - lo if lo <= value <= hi else n_w

@@ -49,18 +49,27 @@ ANCHORS = {
 
 
 @torch.no_grad()
+def float_latent_cost(model: FloatCodec, z_hat: np.ndarray, y_hat: np.ndarray, rate: int, size):
+    """The float model on rounded latents: the ideal code lengths (bits, 0-d tensors) of y_hat under
+    its mixture and of z_hat under its factorised density, and its 8-bit reconstruction cropped to
+    size (H, W), as an (H, W, 3) array. Computed in the dtype of the model's parameters."""
+    dtype = next(model.parameters()).dtype
+    y = torch.from_numpy(y_hat)[None].to(dtype)
+    z = torch.from_numpy(z_hat)[None].to(dtype)
+    y_bits = -torch.log2(mixture_likelihood(y, model.entropy_parameters(y, z)).clamp_min(1e-12)).sum()
+    z_bits = -torch.log2(model.z_density.likelihood(z).clamp_min(1e-12)).sum()
+    x_hat = model.decode_pixels(y, torch.tensor([rate]))[0]
+    h, w = size
+    rec = torch.clamp(torch.round(x_hat), 0, 255)[:, :h, :w].permute(1, 2, 0).numpy()
+    return y_bits, z_bits, rec
+
+
 def float_point(model: FloatCodec, img: np.ndarray, rate: int):
     """(bpp, psnr) of the float model: ideal code length of the rounded latents, 8-bit output."""
     z_hat, y_hat = analyse(model, img, rate)
-    y = torch.from_numpy(y_hat)[None].float()
-    z = torch.from_numpy(z_hat)[None].float()
-    params = model.entropy_parameters(y, z)
-    bits = -torch.log2(mixture_likelihood(y, params).clamp_min(1e-12)).sum()
-    bits += -torch.log2(model.z_density.likelihood(z).clamp_min(1e-12)).sum()
-    x_hat = model.decode_pixels(y, torch.tensor([rate]))[0]
     h, w, _ = img.shape
-    rec = torch.clamp(torch.round(x_hat), 0, 255)[:, :h, :w].permute(1, 2, 0).numpy()
-    return float(bits) / (h * w), psnr(rec, img)
+    y_bits, z_bits, rec = float_latent_cost(model, z_hat, y_hat, rate, (h, w))
+    return float(y_bits + z_bits) / (h * w), psnr(rec, img)
 
 
 def anchor_point(img: np.ndarray, fmt: str, options: dict, quality: int):

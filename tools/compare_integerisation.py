@@ -25,7 +25,9 @@ sys.path.insert(0, str(ROOT))
 from refdec.model_file import parse_model  # noqa: E402
 
 from refcodec import integerise as integ  # noqa: E402
-from refcodec.model import load_float_model, mixture_likelihood  # noqa: E402
+from refcodec.codec import psnr  # noqa: E402
+from refcodec.evaluate import float_latent_cost  # noqa: E402
+from refcodec.model import load_float_model  # noqa: E402
 from refcodec.train import DEFAULT_TRAIN_DIR, list_images  # noqa: E402
 
 MODELS = ROOT / "refdec" / "models"
@@ -43,13 +45,9 @@ def float_reference(model, samples):
     """(y bits, mean PSNR) of the float model on the samples: the references the integer models approach."""
     bits, psnrs = 0.0, []
     for s in samples:
-        y = torch.from_numpy(s["y_hat"])[None].double()
-        z = torch.from_numpy(s["z_hat"])[None].double()
-        bits -= float(torch.log2(mixture_likelihood(y, model.entropy_parameters(y, z)).clamp_min(1e-12)).sum())
-        x_hat = model.decode_pixels(y, torch.tensor([s["rate"]]))[0]
-        h, w = s["image"].shape[1:]
-        rec = torch.clamp(torch.round(x_hat), 0, 255)[:, :h, :w].numpy()
-        psnrs.append(10 * np.log10(255.0**2 / np.mean((rec - s["image"]) ** 2)))
+        y_bits, _, rec = float_latent_cost(model, s["z_hat"], s["y_hat"], s["rate"], s["image"].shape[1:])
+        bits += float(y_bits)
+        psnrs.append(psnr(rec, s["image"].transpose(1, 2, 0)))
     return bits, float(np.mean(psnrs))
 
 
