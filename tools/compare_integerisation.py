@@ -62,7 +62,7 @@ def main(argv=None):
     ap.add_argument("--variants", default=",".join(VARIANTS),
                     help="comma-separated subset of: " + ", ".join(VARIANTS) + " (W16A16 is always run: the reference)")
     args = ap.parse_args(argv)
-    chosen = ["W16A16"] + [v for v in args.variants.split(",") if v and v != "W16A16"]
+    chosen = list(dict.fromkeys(["W16A16"] + [v for v in args.variants.split(",") if v]))  # in order, once each
     unknown = [v for v in chosen if v not in VARIANTS]
     if unknown:
         ap.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
