@@ -19,7 +19,7 @@ No retraining. For every decoder-side layer:
   is folded into its weights) with f = 0 and clip [0, 255].
 * error-compensating rounding (OPTQ/GPTQ: Frantar et al., "GPTQ: Accurate
   post-training quantization for generative pre-trained transformers", ICLR
-  2023), on by default for 8-bit weights: the weights of a layer are rounded one
+  2023), on by default for both profiles: the weights of a layer are rounded one
   input column at a time and each column's rounding error is spread over the
   columns not yet rounded and over the bias, weighted by the second moments of
   the float model's input patches on the calibration images, so that the
@@ -29,18 +29,20 @@ No retraining. For every decoder-side layer:
   images (tools/compare_integerisation.py, step-56000 model, 4 images x 6
   rates) W8A16 lost 0.049 dB of synthesis PSNR against W16A16 with plain
   rounding, 0.041 dB with bias correction and 0.011 dB with compensation; the
-  y code length +0.19%, +0.12% and +0.04%. For 16-bit weights plain rounding
-  suffices: on 6 held-out images x 6 rates (crop 384, step-72000 model) W16A16
-  is 0.002 dB of PSNR and +0.066% of y code length from the float model;
-  bias correction recovers 0.001 dB of it, error compensation 0.001 dB and
-  0.002% of the code length (so little of the code length comes from the
-  rounding of the weights). Compensation is measured, not yet the default, for
-  16-bit weights, and only at the bit widths that the search chose with plain
-  rounding: searching with compensation picked coarser activations
-  (synthesis_input 9 bits instead of 13) that lost 0.001 dB on those held-out
-  images and came to +0.30% BD-rate (ideal code lengths) on Kodak, where the
-  plain-search widths with compensation came to +0.19% and plain rounding to
-  +0.23%: with 4 calibration images the search's optimum is within its noise.
+  y code length +0.19%, +0.12% and +0.04%. For 16-bit weights the gain is
+  small: on 6 held-out images x 6 rates (crop 384, step-72000 model) W16A16 with
+  plain rounding is 0.002 dB of PSNR and +0.066% of y code length from the float
+  model; bias correction recovers 0.001 dB of it, error compensation 0.001 dB
+  and 0.002% of the code length.
+* the rounding inside the bit-width search (--search-rounding): W16A16 searches
+  with plain rounding and then rounds with compensation at the widths found;
+  W8A16 searches with compensation. Searching W16A16 with compensation picked
+  coarser activations (synthesis_input 9 bits instead of 13) that lost 0.001 dB
+  on the held-out images and came to +0.30% BD-rate (ideal code lengths) on
+  Kodak against the float model, where the plain-search widths with
+  compensation came to +0.19% and plain rounding to +0.23% (step-72000 model):
+  with 4 calibration images the search's optimum is within its noise, and
+  with 16-bit weights plain rounding is close enough to the final rounding.
 * bias correction (Nagel et al., "Data-free quantization through weight
   equalization and bias correction", 2019, with calibration means), what
   remains of the above when only the bias compensates, is an option (--bias-correction):
@@ -243,7 +245,19 @@ def quantise_layer(w, b, f_in: int, f_out, in_max: int, wbits: int, input_mean=N
     return wq, bq, shift
 
 
-def compensated_rounding(w, b, f_w, wmax: int, hessian, damping: float = 0.01):
+def compensation_factor(w, hessian, damping: float = 0.01):
+    """(active columns, U) for compensated_rounding: the columns of w that are non-zero in some row,
+    and U the upper Cholesky factor of (H + damping mean(diag H) I)^-1 over those columns and the bias
+    (row j of U holds how the rounding error of column j spreads to the later columns)."""
+    d = w.shape[1]
+    active = np.flatnonzero(np.any(w != 0, axis=0))
+    cols = np.concatenate([active, [d]])                  # the bias column last: never rounded
+    h = hessian[np.ix_(cols, cols)].astype(np.float64)
+    h = h + damping * np.mean(np.diag(h)) * np.eye(len(cols))
+    return active, np.linalg.cholesky(np.linalg.inv(h)).T
+
+
+def compensated_rounding(w, b, f_w, wmax: int, hessian, damping: float = 0.01, factor=None, block: int = 64):
     """Round the weights column by column, each rounding error compensated on the columns not yet
     rounded and on the bias (OPTQ/GPTQ, Frantar et al. 2023).
 
@@ -252,22 +266,26 @@ def compensated_rounding(w, b, f_w, wmax: int, hessian, damping: float = 0.01):
     squared output error (W_q - W) u over the calibration inputs; the bias is never rounded here,
     so it absorbs what the weights cannot (bias correction is the case where only the bias
     compensates). Columns that are zero in every row (the masked taps of a context kernel) stay zero.
+    factor: compensation_factor(w, hessian, damping), when the caller rounds the same layer again.
+    The errors of a block of columns reach the columns after the block in one product (GPTQ's lazy
+    batch update): the same arithmetic as one column at a time, in another order of summation.
     Returns the integer weights (cout, d) and the compensated float bias.
     """
     cout, d = w.shape
-    active = np.flatnonzero(np.any(w != 0, axis=0))
-    cols = np.concatenate([active, [d]])                  # the bias column last: never rounded
-    h = hessian[np.ix_(cols, cols)].astype(np.float64)
-    h = h + damping * np.mean(np.diag(h)) * np.eye(len(cols))
-    # Upper Cholesky factor of H^-1: row j holds how the error of column j spreads to later columns.
-    upper = np.linalg.cholesky(np.linalg.inv(h)).T
+    active, upper = factor if factor is not None else compensation_factor(w, hessian, damping)
     work = np.concatenate([w[:, active], b[:, None]], axis=1).astype(np.float64)
-    scale = 2.0 ** f_w.astype(np.float64)
-    q = np.zeros((cout, len(active)), dtype=np.int64)
-    for j in range(len(active)):
-        q[:, j] = np.clip(np.round(work[:, j] * scale), -wmax, wmax)
-        err = (work[:, j] - q[:, j] / scale) / upper[j, j]
-        work[:, j + 1:] -= err[:, None] * upper[j, j + 1:][None, :]
+    scale = 2.0 ** np.asarray(f_w, dtype=np.float64)
+    n = len(active)
+    q = np.zeros((cout, n), dtype=np.int64)
+    for j0 in range(0, n, block):
+        j1 = min(j0 + block, n)
+        errors = np.zeros((cout, j1 - j0))
+        for j in range(j0, j1):
+            q[:, j] = np.clip(np.round(work[:, j] * scale), -wmax, wmax)
+            err = (work[:, j] - q[:, j] / scale) / upper[j, j]
+            work[:, j + 1:j1] -= err[:, None] * upper[j, j + 1:j1][None, :]
+            errors[:, j - j0] = err
+        work[:, j1:] -= errors @ upper[j0:j1, j1:]
     wq = np.zeros((cout, d), dtype=np.int64)
     wq[:, active] = q
     return wq, work[:, -1]
@@ -287,16 +305,19 @@ def _quantise_compensated(w, b, f_in: int, f_out, in_max: int, wbits: int, hessi
     f_cap = K.MAX_SHIFT + f_out - f_in                                    # shift <= 27 (clause 9.4)
 
     active = np.concatenate([np.any(flat != 0, axis=0), [True]])  # weight columns and the bias
+    if "factor" not in cache:  # depends on the layer only
+        cache["factor"] = compensation_factor(flat, hessian)
 
     def attempt(f):
         key = f.tobytes()  # the rounding depends on the exponents only: reused across the search
         if key not in cache:
-            cache[key] = compensated_rounding(flat, np.asarray(b, dtype=np.float64), f, wmax, hessian)
+            cache[key] = compensated_rounding(flat, np.asarray(b, dtype=np.float64), f, wmax, hessian,
+                                              factor=cache["factor"])
         wq, bias = cache[key]
         bq = np.round(bias * 2.0 ** (f + f_in))
         e = np.concatenate([wq * 2.0 ** -f[:, None] - flat, (bq * 2.0 ** -(f + f_in) - b)[:, None]], axis=1)
         e[:, ~active] = 0
-        loss = np.einsum("od,de,oe->o", e, hessian, e)
+        loss = np.sum((e @ hessian) * e, axis=1)  # e H e^T per output channel
         fits = (np.abs(wq).sum(axis=1) * in_max + np.abs(bq) < K.ACCUMULATOR_LIMIT) & (np.abs(bq) < 2**31)
         return wq, bq.astype(np.int64), loss, fits
 
@@ -343,6 +364,12 @@ class Integeriser:
         self.bits = {spec.name: DEFAULT_BITS for spec in LAYERS if spec.name not in
                      (GATHER[-1].name, SYNTHESIS[-1].name)}
         self.bits["synthesis_input"] = DEFAULT_BITS
+
+    def use_compensated_rounding(self, hessians: dict):
+        """Round the weights with error compensation from now on (after a search with plain rounding)."""
+        self.hessians = hessians
+        self._quantised.clear()
+        self._roundings = {spec.name: {} for spec in LAYERS}
 
     def exponents(self):
         """Per-layer output exponent and clip from the chosen bit widths."""
@@ -519,10 +546,33 @@ def search(integ: Integeriser, samples, log=print):
                 f"range {min(results.values()):.4g}..{max(results.values()):.4g})")
 
 
+SEARCH_ROUNDINGS = ("plain", "compensated")
+
+
+def default_search_rounding(profile: str) -> str:
+    """The weight rounding that the bit-width search runs with, by default: plain rounding for
+    16-bit weights (its widths, rounded with compensation afterwards, measured better on Kodak than
+    a search with compensation; see the module docstring), compensation for 8-bit weights, whose
+    rounding error is large enough to move the search's optimum."""
+    return "plain" if PROFILE_WEIGHT_BITS[profile] > 8 else "compensated"
+
+
 def integerise(checkpoint: Path, profile: str, calib_files, crop: int, rates, log=print, fixed_bits=None,
-               bias_correction: bool | None = None, compensation: bool | None = None):
+               bias_correction: bool | None = None, compensation: bool | None = None,
+               search_rounding: str | None = None):
+    """The model file (bytes) of the float checkpoint, integerised for profile.
+
+    compensation: round the final weights with error compensation (default: on for both profiles);
+    search_rounding: "plain" or "compensated", the rounding that the bit-width search runs with
+    (default_search_rounding; "compensated" needs compensation); fixed_bits skips the search."""
     if compensation is None:
-        compensation = PROFILE_WEIGHT_BITS[profile] <= 8
+        compensation = True
+    if search_rounding is None:
+        search_rounding = default_search_rounding(profile) if compensation else "plain"
+    if search_rounding not in SEARCH_ROUNDINGS:
+        raise ValueError(f"search rounding {search_rounding!r}: expected one of {', '.join(SEARCH_ROUNDINGS)}")
+    if search_rounding == "compensated" and not compensation:
+        raise ValueError("a search with compensated rounding needs the final rounding compensated too")
     if bias_correction is None:
         bias_correction = PROFILE_WEIGHT_BITS[profile] <= 8 and not compensation
     model = load_float_model(checkpoint).double().eval()
@@ -531,22 +581,26 @@ def integerise(checkpoint: Path, profile: str, calib_files, crop: int, rates, lo
     maxima, means, samples = calibrate(model, images, rates, second_moments=compensation)
     log(f"calibrated on {len(images)} images x {len(rates)} rates in {time.time() - t0:.1f}s")
     hessians = means.pop("second_moments", None)
-    integ = Integeriser(model.float(), maxima, profile, means if bias_correction else None, hessians)
+    search_hessians = hessians if search_rounding == "compensated" else None
+    integ = Integeriser(model.float(), maxima, profile, means if bias_correction else None, search_hessians)
     if fixed_bits is None:
         search(integ, samples, log)
     else:
         integ.bits.update(fixed_bits)
+    if hessians is not None and search_hessians is None:
+        integ.use_compensated_rounding(hessians)  # the final rounding at the searched widths
     header, arrays = integ.build()
     header["description"] = f"refdec test model, {profile}, integerised from {checkpoint.name}"
     header["provenance"] = {
         "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
         "calibration": [Path(f).name for f in calib_files], "calibration_crop": crop, "rates": list(rates),
         "bits": dict(sorted(integ.bits.items())), **({"bias_correction": True} if bias_correction else {}),
-        **({"compensated_rounding": True} if compensation else {}),
+        **({"compensated_rounding": True} if compensation else {}), "search_rounding": search_rounding,
         "command": (f"python -m refcodec.integerise --checkpoint {checkpoint.as_posix()} --profile {profile} "
                     f"--calibration-images {len(calib_files)} --crop {crop} --rates {','.join(map(str, rates))}"
                     + (" --bias-correction" if bias_correction else " --no-bias-correction")
-                    + (" --compensated-rounding" if compensation else " --no-compensated-rounding")),
+                    + (" --compensated-rounding" if compensation else " --no-compensated-rounding")
+                    + f" --search-rounding {search_rounding}"),
     }
     data = serialize_model(header, arrays)
     parse_model(data, where="integerised model")  # full clause 9.4/9.5 validation
@@ -574,7 +628,10 @@ def main(argv=None):
                     help="correct the biases for the mean weight-rounding error (default: for 8-bit weights)")
     ap.add_argument("--compensated-rounding", action=argparse.BooleanOptionalAction, default=None,
                     help="round the weights with error compensation on the calibration inputs (OPTQ; "
-                         "default: for 8-bit weights)")
+                         "default: on)")
+    ap.add_argument("--search-rounding", choices=SEARCH_ROUNDINGS, default=None,
+                    help="the weight rounding that the bit-width search runs with (default: plain for "
+                         "16-bit weights, compensated for 8-bit weights)")
     args = ap.parse_args(argv)
     torch.set_grad_enabled(False)
     files = default_calibration_files(args.data, args.calibration_images)
@@ -583,7 +640,8 @@ def main(argv=None):
     if args.bits_from:
         fixed = parse_model(args.bits_from.read_bytes(), str(args.bits_from)).header["provenance"]["bits"]
     data = integerise(args.checkpoint, args.profile, files, args.crop, rates, fixed_bits=fixed,
-                      bias_correction=args.bias_correction, compensation=args.compensated_rounding)
+                      bias_correction=args.bias_correction, compensation=args.compensated_rounding,
+                      search_rounding=args.search_rounding)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(data)
     print(f"wrote {args.out} ({len(data)} bytes, model id {model_id_of(data).hex()})")

@@ -170,6 +170,21 @@ def test_compensated_rounding_beats_rounding_on_correlated_inputs():
     assert errors["compensated"] < 0.5 * errors["rounded"]
 
 
+def test_compensated_rounding_in_blocks_is_rounding_one_column_at_a_time():
+    """The lazy batch update only reorders the sums: the same integers as column by column."""
+    rng = np.random.default_rng(9)
+    w = rng.normal(0, 0.05, size=(12, 150))
+    w[:, 7] = 0                                          # an all-zero column stays zero
+    b = rng.normal(0, 0.1, size=12)
+    u = np.vstack([rng.normal(size=(150, 3000)) + 0.3, np.ones((1, 3000))])
+    hessian = u @ u.T / 3000
+    f_w = np.full(12, 11)
+    wq1, b1 = integ.compensated_rounding(w, b, f_w, 127, hessian, block=1)
+    wq64, b64 = integ.compensated_rounding(w, b, f_w, 127, hessian, block=64)
+    assert np.array_equal(wq1, wq64) and np.allclose(b1, b64, rtol=0, atol=1e-9)
+    assert np.all(wq64[:, 7] == 0) and np.abs(wq64).max() <= 127
+
+
 def test_compensated_rounding_lowers_exponents_until_the_accumulator_bound_holds():
     rng = np.random.default_rng(8)
     w = rng.normal(0, 0.05, size=(8, 64, 1, 1))
@@ -180,6 +195,41 @@ def test_compensated_rounding_lowers_exponents_until_the_accumulator_bound_holds
     wq, bq, shift = integ.quantise_layer(w, b, 0, -10, in_max, 8, None, hessian)
     assert np.all(np.abs(wq).reshape(8, -1).sum(axis=1) * in_max + np.abs(bq) < K.ACCUMULATOR_LIMIT)
     assert np.abs(wq).max() <= 64                      # the bound, not the range, set the exponents
+
+
+@pytest.mark.parametrize("profile", ["W16A16", "W8A16"])
+def test_search_runs_with_the_profiles_rounding_and_the_file_is_rounded_with_compensation(profile, tmp_path,
+                                                                                      monkeypatch):
+    """W16A16 searches its bit widths with plain rounding, W8A16 with compensation; either way the
+    file is rounded with compensation at the searched widths: the same bytes as the integerisation
+    with those widths fixed (what --bits-from reproduces)."""
+    from PIL import Image
+
+    torch.manual_seed(1)
+    checkpoint = tmp_path / "random.pt"
+    torch.save({"model": FloatCodec().state_dict()}, checkpoint)
+    calib = tmp_path / "calib.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(calib)
+    searched = {}
+
+    def fake_search(integeriser, samples, log):  # the real search: ~1 minute per profile on one core
+        searched["compensated"] = bool(integeriser.hessians)
+        integeriser.bits.update({name: 6 for name in integeriser.bits})  # feasible for an untrained model
+
+    monkeypatch.setattr(integ, "search", fake_search)
+    data = integ.integerise(checkpoint, profile, [calib], 64, [0], log=lambda *_: None)
+    assert searched["compensated"] == (profile == "W8A16")
+    prov = parse_model(data).header["provenance"]
+    assert prov["compensated_rounding"] and prov["search_rounding"] == ("plain" if profile == "W16A16" else "compensated")
+    assert f"--search-rounding {prov['search_rounding']}" in prov["command"]
+    fixed = integ.integerise(checkpoint, profile, [calib], 64, [0], log=lambda *_: None, fixed_bits=prov["bits"])
+    assert fixed == data
+    plain = integ.integerise(checkpoint, profile, [calib], 64, [0], log=lambda *_: None, fixed_bits=prov["bits"],
+                             compensation=False)
+    assert parse_model(plain).header["provenance"]["search_rounding"] == "plain"
+    assert plain != data  # the compensation changed the rounded weights
+    with pytest.raises(ValueError, match="needs the final rounding compensated"):
+        integ.integerise(checkpoint, profile, [calib], 64, [0], compensation=False, search_rounding="compensated")
 
 
 def test_relambda_moves_gain_units_by_interpolation_in_log_lambda(tmp_path):

@@ -1,8 +1,8 @@
 """Compare integerisation methods on held-out training images (informative; never Kodak).
 
 For each variant, the integer model's ideal code length of the y latents (bits) and the PSNR of its
-synthesis on training images that the calibration does not use, against the W16A16 model (and the
-float model's, by its continuous mixture likelihood and unquantised synthesis):
+synthesis on training images that the calibration does not use, against W16A16 with plain rounding (and
+the float model's, by its continuous mixture likelihood and unquantised synthesis):
 
     python tools/compare_integerisation.py --checkpoint models/float.pt --images 6 --crop 384
     python tools/compare_integerisation.py --variants "W16A16 compensated"   # a subset; prints seconds
@@ -34,13 +34,14 @@ from refcodec.train import DEFAULT_TRAIN_DIR, list_images  # noqa: E402
 
 MODELS = ROOT / "refdec" / "models"
 VARIANTS = {
-    "W16A16": ("W16A16", {"bias_correction": False, "compensation": False}),
+    "W16A16 rounding": ("W16A16", {"bias_correction": False, "compensation": False}),
     "W16A16 bias correction": ("W16A16", {"bias_correction": True, "compensation": False}),
     "W16A16 compensated": ("W16A16", {"bias_correction": False, "compensation": True}),
     "W8A16 rounding": ("W8A16", {"bias_correction": False, "compensation": False}),
     "W8A16 bias correction": ("W8A16", {"bias_correction": True, "compensation": False}),
     "W8A16 compensated": ("W8A16", {"bias_correction": False, "compensation": True}),
 }
+REFERENCE = "W16A16 rounding"
 
 
 def float_reference(model, samples):
@@ -60,9 +61,9 @@ def main(argv=None):
     ap.add_argument("--crop", type=int, default=384)
     ap.add_argument("--rates", default="0,1,2,3,4,5")
     ap.add_argument("--variants", default=",".join(VARIANTS),
-                    help="comma-separated subset of: " + ", ".join(VARIANTS) + " (W16A16 is always run: the reference)")
+                    help="comma-separated subset of: " + ", ".join(VARIANTS) + " (W16A16 rounding is always run: the reference)")
     args = ap.parse_args(argv)
-    chosen = list(dict.fromkeys(["W16A16"] + [v for v in args.variants.split(",") if v]))  # in order, once each
+    chosen = list(dict.fromkeys([REFERENCE] + [v for v in args.variants.split(",") if v]))  # in order, once each
     unknown = [v for v in chosen if v not in VARIANTS]
     if unknown:
         ap.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
@@ -86,9 +87,9 @@ def main(argv=None):
         mse = np.array([integ.synthesis_mse(m, s) for s in samples])
         rows[name] = (bits, float(np.mean(10 * np.log10(255.0**2 / mse))))
         print(f"{name}: {bits:.0f} bits, {rows[name][1]:.3f} dB ({time.perf_counter() - started:.0f} s)", flush=True)
-    ref_bits, ref_psnr = rows["W16A16"]
+    ref_bits, ref_psnr = rows[REFERENCE]
     print(f"\n{len(held_out)} held-out training images, crop {args.crop}, rates {args.rates}\n")
-    print("| variant | y bits vs W16A16 | PSNR vs W16A16 |\n|---|---|---|")
+    print(f"| variant | y bits vs {REFERENCE} | PSNR vs {REFERENCE} |\n|---|---|---|")
     for name, (bits, p) in rows.items():
         print(f"| {name} | {100 * (bits / ref_bits - 1):+.3f}% | {p - ref_psnr:+.4f} dB |")
     return 0
