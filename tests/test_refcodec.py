@@ -232,6 +232,13 @@ def test_search_runs_with_the_profiles_rounding_and_the_file_is_rounded_with_com
         integ.integerise(checkpoint, profile, [calib], 64, [0], compensation=False, search_rounding="compensated")
 
 
+def test_integerise_rejects_no_calibration_images(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        integ.main(["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "m.npz"),
+                    "--calibration-images", "0"])
+    assert exc.value.code == 2 and "at least one image" in capsys.readouterr().err
+
+
 def test_relambda_moves_gain_units_by_interpolation_in_log_lambda(tmp_path):
     """tools/relambda.py: the gain vectors of new lambdas lie on the lines through the old ones in
     log lambda (extrapolated below the old range); other tensors are unchanged; a copy is kept."""

@@ -68,8 +68,9 @@ def main(argv=None):
     if unknown:
         ap.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     torch.set_grad_enabled(False)
-    calib = integ.default_calibration_files(DEFAULT_TRAIN_DIR, 4)
-    held_out = [f for f in list_images(DEFAULT_TRAIN_DIR)[1::97] if f not in calib][: args.images]
+    calib = {p: integ.default_calibration_files(DEFAULT_TRAIN_DIR, n) for p, n in integ.DEFAULT_CALIBRATION_IMAGES.items()}
+    used = {f for files in calib.values() for f in files}
+    held_out = [f for f in list_images(DEFAULT_TRAIN_DIR)[1::97] if f not in used][: args.images]
     rates = [int(r) for r in args.rates.split(",")]
     model = load_float_model(args.checkpoint).double().eval()
     _, _, samples = integ.calibrate(model, integ.load_calibration(held_out, args.crop), rates)
@@ -80,7 +81,7 @@ def main(argv=None):
     for name in chosen:
         profile, options = VARIANTS[name]
         started = time.perf_counter()
-        data = integ.integerise(args.checkpoint, profile, calib, 256, [0, 2, 5], log=lambda *_: None,
+        data = integ.integerise(args.checkpoint, profile, calib[profile], 256, [0, 2, 5], log=lambda *_: None,
                                 fixed_bits=bits_of[profile], **options)
         m = parse_model(data)
         bits = sum(integ.symbol_bits(m, s) for s in samples)
