@@ -83,8 +83,8 @@ from .train import DEFAULT_TRAIN_DIR, list_images
 
 PROFILE_WEIGHT_BITS = {"W16A16": 16, "W8A16": 8}
 # Calibration images per profile. W16A16 searched on 8 images lost +0.07% BD-rate (ideal code
-# lengths) to the float model on Kodak, on 4 images +0.19% (step-72000 model, 9 min against 5 on
-# two cores); W8A16 is measured with 4 (its compensated search takes twice as long per image).
+# lengths) to the float model on Kodak, on 4 images +0.19% (step-72000 model; 9 min on two cores
+# with 8 images, where both profiles with 4 took 5 min side by side); W8A16 is measured with 4 only.
 DEFAULT_CALIBRATION_IMAGES = {"W16A16": 8, "W8A16": 4}
 OUTPUT_EXPONENTS = {"logits": 8, "means": K.MEAN_FRAC_BITS, "scales": 4}
 BIT_CANDIDATES = (8, 9, 10, 11, 12, 13, 14, 15)
@@ -360,9 +360,7 @@ class Integeriser:
         self.float_params = float_layers(model)
         self.maxima = maxima
         self.input_means = input_means or {}
-        self.hessians = hessians or {}
-        self._quantised = {}  # (layer, f_in, f_out, in_max) -> quantise_layer() result; the search rebuilds often
-        self._roundings = {spec.name: {} for spec in LAYERS}
+        self.set_hessians(hessians or {})
         self.profile = profile
         self.wbits = PROFILE_WEIGHT_BITS[profile]
         self.inv_gain = torch.pow(2.0, model.log2_inv_gain.detach().double()).numpy()
@@ -371,11 +369,12 @@ class Integeriser:
                      (GATHER[-1].name, SYNTHESIS[-1].name)}
         self.bits["synthesis_input"] = DEFAULT_BITS
 
-    def use_compensated_rounding(self, hessians: dict):
-        """Round the weights with error compensation from now on (after a search with plain rounding)."""
+    def set_hessians(self, hessians: dict):
+        """The second moments that error-compensating rounding uses from now on, per layer (none:
+        plain rounding); forgets the layers quantised so far, which another rounding made."""
         self.hessians = hessians
-        self._quantised.clear()
-        self._roundings = {spec.name: {} for spec in LAYERS}
+        self._quantised = {}  # (layer, f_in, f_out, in_max) -> quantise_layer() result; the search rebuilds often
+        self._roundings = {spec.name: {} for spec in LAYERS}  # per layer: compensated roundings by exponents
 
     def exponents(self):
         """Per-layer output exponent and clip from the chosen bit widths."""
@@ -558,8 +557,8 @@ SEARCH_ROUNDINGS = ("plain", "compensated")
 def default_search_rounding(profile: str) -> str:
     """The weight rounding that the bit-width search runs with, by default: plain rounding for
     16-bit weights (its widths, rounded with compensation afterwards, measured better on Kodak than
-    a search with compensation; see the module docstring), compensation for 8-bit weights, whose
-    rounding error is large enough to move the search's optimum."""
+    a search with compensation; see the module docstring), compensation for 8-bit weights (the
+    W8A16 procedure as measured; plain-rounding search not measured for it)."""
     return "plain" if PROFILE_WEIGHT_BITS[profile] > 8 else "compensated"
 
 
@@ -594,7 +593,7 @@ def integerise(checkpoint: Path, profile: str, calib_files, crop: int, rates, lo
     else:
         integ.bits.update(fixed_bits)
     if hessians is not None and search_hessians is None:
-        integ.use_compensated_rounding(hessians)  # the final rounding at the searched widths
+        integ.set_hessians(hessians)  # the final rounding, compensated, at the searched widths
     header, arrays = integ.build()
     header["description"] = f"refdec test model, {profile}, integerised from {checkpoint.name}"
     header["provenance"] = {
@@ -633,7 +632,8 @@ def main(argv=None):
     ap.add_argument("--bits-from", type=Path,
                     help="skip the search: reuse the bit widths recorded in this model file's provenance")
     ap.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=None,
-                    help="correct the biases for the mean weight-rounding error (default: for 8-bit weights)")
+                    help="correct the biases for the mean weight-rounding error (default: for 8-bit weights "
+                         "with --no-compensated-rounding)")
     ap.add_argument("--compensated-rounding", action=argparse.BooleanOptionalAction, default=None,
                     help="round the weights with error compensation on the calibration inputs (OPTQ; "
                          "default: on)")

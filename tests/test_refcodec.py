@@ -212,7 +212,7 @@ def test_search_runs_with_the_profiles_rounding_and_the_file_is_rounded_with_com
     Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(calib)
     searched = {}
 
-    def fake_search(integeriser, samples, log):  # the real search: ~1 minute per profile on one core
+    def fake_search(integeriser, samples, log):  # the real one runs the integer model 8 times per layer
         searched["compensated"] = bool(integeriser.hessians)
         integeriser.bits.update({name: 6 for name in integeriser.bits})  # feasible for an untrained model
 
