@@ -316,6 +316,10 @@ def write_report(cache, requested, rates, int_models, args, labels):
                          f"{sm['wrong_latents']} of {sm['elements']} ({100 * sm['wrong_latents'] / sm['elements']:.1f}%)"
                          f" | {sm['mismatched_tables']} ({100 * sm['mismatched_tables'] / sm['elements']:.1f}%) |")
         lines.append("")
+    ceiling_json = args.out / "ceiling.json"
+    if ceiling_json.is_file():
+        from .ceiling import report_lines  # here: refcodec.ceiling imports this module
+        lines += report_lines(json.loads(ceiling_json.read_text()))
     (args.out / "README.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -2,7 +2,8 @@
 # Regenerates every committed artefact that depends on the float checkpoint, in dependency order:
 #   1. the integer test models (W16A16, W8A16)        refdec/models/*.npz
 #   2. the Kodak evaluation and its results page       results/
-#   3. the cross-device experiment                     results/crossdevice.json (then the page again)
+#   3. the cross-device and quality-ceiling experiments  results/crossdevice.json, results/ceiling.json
+#      (then the page again)
 #   4. the conformance vectors                         vectors/
 #
 #   tools/regenerate.sh [CHECKPOINT]       (default models/float.pt; run from anywhere)
@@ -32,8 +33,10 @@ done
 wait -n && wait -n
 rm -f results/.evaluate.*.log
 
-log "cross-device experiment"
-python -m refcodec.crossdevice --checkpoint "$CKPT" --kodak "$KODAK" --images 8 --crop 0 --out results/crossdevice.json
+log "cross-device and quality-ceiling experiments"
+python -m refcodec.crossdevice --checkpoint "$CKPT" --kodak "$KODAK" --images 8 --crop 0 --out results/crossdevice.json &
+python -m refcodec.ceiling --checkpoint "$CKPT" --kodak "$KODAK" --images 8 --crop 256 --steps 300 --out results/ceiling.json > /dev/null &
+wait -n && wait -n
 python -m refcodec.evaluate --checkpoint "$CKPT" "${MODELS[@]}" --kodak "$KODAK" --out results/ --report-only > /dev/null
 
 log "conformance vectors"
