@@ -23,7 +23,6 @@ refcodec.evaluate adds the table to the results page when the JSON file is next 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -33,7 +32,7 @@ import torch
 
 from .codec import load_rgb, psnr
 from .evaluate import DEFAULT_KODAK, float_point
-from .model import NUM_RATES, FloatCodec, load_float_model
+from .model import NUM_RATES, FloatCodec, checkpoint_record, load_float_model
 
 
 def centre_crop(img: np.ndarray, crop: int) -> np.ndarray:
@@ -96,13 +95,13 @@ def summarise(per_image: dict) -> dict:
     return {"rates": rows, "optimised": float(np.mean([res["optimised"] for res in per_image.values()]))}
 
 
-def report_lines(doc: dict) -> list[str]:
+def report_lines(doc: dict, file_name: str = "ceiling.json") -> list[str]:
     """The results page's section on this experiment (used by refcodec.evaluate)."""
     setup, summary = doc["setup"], doc["summary"]
     crop = f"{setup['crop']}x{setup['crop']} centre crops" if setup["crop"] else "whole images"
     top = summary["rates"][-1]
     lines = ["## Where the quality is lost: quantisation, analysis, synthesis", "",
-             f"`python -m refcodec.ceiling` (numbers in `ceiling.json`): {len(doc['images'])} Kodak images, "
+             f"`python -m refcodec.ceiling` (numbers in `{file_name}`): {len(doc['images'])} Kodak images, "
              f"{crop}, checkpoint at training step {setup.get('training_step', '?')}. Mean RGB PSNR of the "
              "synthesis of the rounded latents (as coded), of the analysis output before rounding "
              "(the rate point without quantisation), and of a synthesis input optimised for MSE alone "
@@ -145,16 +144,13 @@ def main(argv=None):
         print(f"[{i + 1}/{len(files)}] {path.name}: rounded {res['rates'][NUM_RATES - 1]['rounded']:.2f} dB, "
               f"continuous {res['rates'][NUM_RATES - 1]['continuous']:.2f} dB at the top rate, "
               f"optimised {res['optimised']:.2f} dB", flush=True)
-    sidecar = args.checkpoint.with_suffix(".json")
-    setup = {"checkpoint": str(args.checkpoint),
-             "checkpoint_sha256": hashlib.sha256(args.checkpoint.read_bytes()).hexdigest(),
-             "training_step": json.loads(sidecar.read_text()).get("step") if sidecar.is_file() else None,
+    setup = {**checkpoint_record(args.checkpoint),
              "crop": args.crop, "steps": args.steps}
     doc = {"setup": setup, "images": [p.name for p in files], "per_image": per_image,
            "summary": summarise(per_image)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
-    print("\n".join(report_lines(doc)))
+    print("\n".join(report_lines(doc, args.out.name)))
     return 0
 
 

@@ -133,9 +133,22 @@ class Encoded:
         return self.ideal_bits / (self.width * self.height)
 
 
-def encode_image(float_model: FloatCodec, model: Model, img: np.ndarray, rate: int, device="cpu") -> Encoded:
+def encode_image(float_model: FloatCodec, model: Model, img: np.ndarray, rate: int, device="cpu",
+                 refine_steps: int = 0) -> Encoded:
+    """The bitstream of an (H, W, 3) uint8 image; with refine_steps, of latents refined for the
+    rate-distortion cost by that many steps (refcodec.refine; much slower, never a worse cost)."""
     h, w, _ = img.shape
-    z_hat, y_hat = analyse(float_model, img, rate)
+    if refine_steps:
+        from .refine import refine_latents
+        z_hat, y_hat, _ = refine_latents(float_model, img, rate, refine_steps)
+    else:
+        z_hat, y_hat = analyse(float_model, img, rate)
+    return encode_latents(model, z_hat, y_hat, w, h, rate, device)
+
+
+def encode_latents(model: Model, z_hat: np.ndarray, y_hat: np.ndarray, w: int, h: int, rate: int,
+                   device="cpu") -> Encoded:
+    """The bitstream of given latents (as from analyse) of a w x h image at a rate point."""
     z_payload = encode_z(model, z_hat)
     y_payload, y_bits = _code_y(model, y_hat, z_hat, device)
     header = Header(K.VERSION, 0, w, h, rate, model.model_id, len(z_payload), len(y_payload))

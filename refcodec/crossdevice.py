@@ -22,7 +22,6 @@ tables by construction; the same count is reported for it as a control.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -37,7 +36,7 @@ from refdec.range_decoder import RangeDecoder
 from refdec.range_encoder import RangeEncoder
 
 from .codec import analyse, load_rgb
-from .model import FloatCodec, linearised_softmax, load_float_model, normal_cdf, scale_from_index, split_mixture
+from .model import FloatCodec, checkpoint_record, linearised_softmax, load_float_model, normal_cdf, scale_from_index, split_mixture
 
 HALF_WINDOW = 16  # window of +-16 around the rounded mixture mean, plus an escape-free clamp
 PROB_ONE = 1 << 16
@@ -169,10 +168,7 @@ def main(argv=None):
                             "mismatched_tables": sum(r["mismatched_tables"] for r in rs),
                             "elements": sum(r["elements"] for r in rs)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    sidecar = args.checkpoint.with_suffix(".json")
-    setup = {"checkpoint": str(args.checkpoint),
-             "checkpoint_sha256": hashlib.sha256(args.checkpoint.read_bytes()).hexdigest(),
-             "training_step": json.loads(sidecar.read_text()).get("step") if sidecar.is_file() else None,
+    setup = {**checkpoint_record(args.checkpoint),
              "rate": args.rate, "crop": args.crop or "whole images"}
     args.out.write_text(json.dumps({"setup": setup, "summary": summary, "results": results}, indent=1))
     print(json.dumps(summary, indent=1))

@@ -316,10 +316,13 @@ def write_report(cache, requested, rates, int_models, args, labels):
                          f"{sm['wrong_latents']} of {sm['elements']} ({100 * sm['wrong_latents'] / sm['elements']:.1f}%)"
                          f" | {sm['mismatched_tables']} ({100 * sm['mismatched_tables'] / sm['elements']:.1f}%) |")
         lines.append("")
-    ceiling_json = args.out / "ceiling.json"
-    if ceiling_json.is_file():
-        from .ceiling import report_lines  # here: refcodec.ceiling imports this module
-        lines += report_lines(json.loads(ceiling_json.read_text()))
+    # The informative experiments, where their JSON files are next to kodak.json (imported here:
+    # those modules import this one).
+    from . import ceiling, refine
+    experiments = [(p, ceiling) for p in [args.out / "ceiling.json"] if p.is_file()]
+    experiments += [(p, refine) for p in sorted(args.out.glob("refine*.json"))]
+    for path, experiment in experiments:
+        lines += experiment.report_lines(json.loads(path.read_text()), path.name)
     (args.out / "README.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -284,3 +284,15 @@ def load_float_model(path, map_location="cpu") -> FloatCodec:
     state = state.get("model", state)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return model
+
+
+def checkpoint_record(path) -> dict:
+    """Which checkpoint an experiment ran on: its path, SHA-256 and training step (from the
+    PATH.json sidecar that refcodec.train writes with exported weights; None without one)."""
+    import hashlib
+    import json
+    from pathlib import Path
+    path = Path(path)
+    sidecar = path.with_suffix(".json")
+    return {"checkpoint": str(path), "checkpoint_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "training_step": json.loads(sidecar.read_text()).get("step") if sidecar.is_file() else None}
