@@ -319,10 +319,9 @@ def write_report(cache, requested, rates, int_models, args, labels):
     # The informative experiments, where their JSON files are next to kodak.json (imported here:
     # those modules import this one).
     from . import ceiling, refine
-    experiments = [(p, ceiling) for p in [args.out / "ceiling.json"] if p.is_file()]
-    experiments += [(p, refine) for p in sorted(args.out.glob("refine*.json"))]
-    for path, experiment in experiments:
-        lines += experiment.report_lines(json.loads(path.read_text()), path.name)
+    for name, experiment in (("ceiling.json", ceiling), ("refine.json", refine)):
+        if (args.out / name).is_file():
+            lines += experiment.report_lines(json.loads((args.out / name).read_text()), name)
     (args.out / "README.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -18,9 +18,10 @@ latents plus lambda times their squared error, evaluated at the start and every 
 steps. The latents with the lowest discrete cost are returned, so refinement never returns latents
 worse than the analysis's by that measure. The model's parameters are not changed.
 
-    python -m refcodec.refine --checkpoint models/float.pt --images 8 --crop 256 --steps 100 --out results/refine.json
+    python -m refcodec.refine --checkpoint models/float.pt --images 4 --crop 0 --steps 100 --out results/refine.json
 
-measures the gain on Kodak: BD-rate against the plain encoder and against WebP on the same crops.
+measures the gain on Kodak: BD-rate against the plain encoder, and against WebP and AVIF coding the
+same images.
 """
 
 from __future__ import annotations
@@ -140,13 +141,17 @@ def _point(bits: float, mse: float, num_pixels: int) -> dict:
     return {"bpp": bits / num_pixels, "psnr": float(10 * np.log10(255.0**2 / mse))}
 
 
-CURVES = ("float plain", "float refined", "integer plain", "integer refined", "integer refined stream", "WebP")
+ANCHOR_CODECS = ("WebP", "AVIF 4:4:4 speed 4")  # as in refcodec.evaluate.ANCHORS
+CURVES = ("float plain", "float refined", "integer plain", "integer refined", "integer refined stream") + ANCHOR_CODECS
 BD_RATES = {  # name: (anchor curve, test curve)
     "refined vs plain (float model)": ("float plain", "float refined"),
     "refined vs plain (integer model)": ("integer plain", "integer refined"),
     "plain vs WebP (float model)": ("WebP", "float plain"),
     "refined vs WebP (float model)": ("WebP", "float refined"),
     "refined vs WebP (integer model, stream bytes)": ("WebP", "integer refined stream"),
+    "plain vs AVIF (float model)": ("AVIF 4:4:4 speed 4", "float plain"),
+    "refined vs AVIF (float model)": ("AVIF 4:4:4 speed 4", "float refined"),
+    "refined vs AVIF (integer model, stream bytes)": ("AVIF 4:4:4 speed 4", "integer refined stream"),
 }
 
 
@@ -166,7 +171,6 @@ def measure(model: FloatCodec, int_model, images: dict, steps: int, lr: float, l
     from .evaluate import ANCHORS, anchor_point
     store = ModelStore()
     store.add(int_model)
-    fmt, options, qualities = ANCHORS["WebP"]
     curves_in = {name: [] for name in CURVES}
     per_image = {}
     for name, img in images.items():
@@ -189,12 +193,14 @@ def measure(model: FloatCodec, int_model, images: dict, steps: int, lr: float, l
                 pts[f"integer {kind}"][rate] = {"bpp": enc.ideal_bits_per_pixel, "psnr": quality}
                 if kind == "refined":
                     pts["integer refined stream"][rate] = {"bpp": enc.bits_per_pixel, "psnr": quality}
-            rows[rate] = {c: pts[c][rate] for c in CURVES[:-1]}
+            rows[rate] = {c: pts[c][rate] for c in CURVES if c not in ANCHOR_CODECS}
             rows[rate].update(seconds=seconds, best_step=best[0], refdec_identical=all(identical))
             log(f"{name} rate {rate}: {pts['float plain'][rate]['bpp']:.4f} bpp "
                 f"{pts['float plain'][rate]['psnr']:.2f} dB -> {pts['float refined'][rate]['bpp']:.4f} bpp "
                 f"{pts['float refined'][rate]['psnr']:.2f} dB (float model; {seconds:.0f} s)")
-        pts["WebP"] = {q: dict(zip(("bpp", "psnr"), anchor_point(img, fmt, options, q))) for q in qualities}
+        for codec in ANCHOR_CODECS:
+            fmt, options, qualities = ANCHORS[codec]
+            pts[codec] = {q: dict(zip(("bpp", "psnr"), anchor_point(img, fmt, options, q))) for q in qualities}
         for c in CURVES:
             curves_in[c].append(pts[c])
         per_image[name] = rows
@@ -230,10 +236,10 @@ def report_lines(doc: dict, file_name: str = "refine.json") -> list[str]:
                      f"{ir['bpp']:.4f} | {ir['psnr']:.2f} |")
     lines += ["", "| BD-rate | % |", "|---|---|"]
     lines += [f"| {k} | {v:+.2f} |" for k, v in doc["bd_rate_percent"].items()]
-    subset = "a subset of Kodak, and on small crops WebP's container weighs more" if setup["crop"] else "a subset of Kodak"
+    subset = "a subset of Kodak, and on small crops the containers weigh more" if setup["crop"] else "a subset of Kodak"
     lines += ["", "bpp: ideal code length (of the float model, or of the integer model) unless marked stream "
-              "bytes. WebP (method 6, the qualities of the main comparison) codes the same images, so that its "
-              f"rows compare like with like but are not the whole-Kodak figures above ({subset}). The "
+              "bytes. WebP and AVIF (the settings and qualities of the main comparison) code the same images, so "
+              f"that their rows compare like with like but are not the whole-Kodak figures above ({subset}). The "
               "refined-vs-plain rows are the refinement's own effect.", ""]
     return lines
 
@@ -248,8 +254,8 @@ def main(argv=None):
     ap.add_argument("--checkpoint", type=Path, required=True)
     ap.add_argument("--model", type=Path, default=default_model, help="integer model file (default W16A16)")
     ap.add_argument("--kodak", type=Path, default=DEFAULT_KODAK)
-    ap.add_argument("--images", type=int, default=8, help="the first N images of the folder")
-    ap.add_argument("--crop", type=int, default=256, help="centre crop size, a multiple of 64 (0: whole images)")
+    ap.add_argument("--images", type=int, default=4, help="the first N images of the folder")
+    ap.add_argument("--crop", type=int, default=0, help="centre crop size, a multiple of 64 (0: whole images)")
     ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     ap.add_argument("--lr", type=float, default=DEFAULT_LR)
     ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
