@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .codec import load_rgb, psnr
-from .evaluate import DEFAULT_KODAK, float_point
+from .codec import image_tensor, load_rgb, psnr
+from .evaluate import DEFAULT_KODAK, eight_bit, float_point
 from .model import NUM_RATES, FloatCodec, checkpoint_record, load_float_model
 
 
@@ -44,10 +44,14 @@ def centre_crop(img: np.ndarray, crop: int) -> np.ndarray:
     return np.ascontiguousarray(img[top: top + crop, left: left + crop])
 
 
+def kodak_images(folder: Path, count: int, crop: int) -> dict:
+    """{file name: (H, W, 3) uint8 centre crop} of the first count PNG images of the folder, sorted
+    by name (used by this module and refcodec.refine); empty when there are none."""
+    return {p.name: centre_crop(load_rgb(p), crop) for p in sorted(folder.glob("*.png"))[:count]}
+
+
 def _pixels(model: FloatCodec, synthesis_input: torch.Tensor, size) -> np.ndarray:
-    h, w = size
-    x_hat = model.synthesis(synthesis_input)[0] * 255.0
-    return torch.clamp(torch.round(x_hat), 0, 255)[:, :h, :w].permute(1, 2, 0).numpy()
+    return eight_bit(model.synthesis(synthesis_input)[0] * 255.0, size)
 
 
 def image_ceiling(model: FloatCodec, img: np.ndarray, rates, steps: int, lr: float = 0.05) -> dict:
@@ -56,7 +60,7 @@ def image_ceiling(model: FloatCodec, img: np.ndarray, rates, steps: int, lr: flo
     if img.shape[0] % 64 or img.shape[1] % 64:
         raise ValueError(f"image size {img.shape[1]}x{img.shape[0]} is not a multiple of 64")
     size = img.shape[:2]
-    x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255.0
+    x = image_tensor(img)  # no padding: the size is a multiple of 64
     with torch.no_grad():
         y = model.analysis(x)
     per_rate = {}
@@ -69,8 +73,7 @@ def image_ceiling(model: FloatCodec, img: np.ndarray, rates, steps: int, lr: flo
 
     top = torch.tensor([NUM_RATES - 1])
     with torch.no_grad():
-        start = (y * model.gain(top) * model.inv_gain(top)).clone()
-    u = start.clone().requires_grad_(True)
+        u = (y * model.gain(top) * model.inv_gain(top)).requires_grad_(True)
     opt = torch.optim.Adam([u], lr=lr)
     target = x * 255.0
     with torch.no_grad():
@@ -130,23 +133,22 @@ def main(argv=None):
         ap.error(f"--crop must be 0 or a positive multiple of 64, got {args.crop}")
     if args.images < 1 or args.steps < 0:
         ap.error("--images must be at least 1 and --steps at least 0")
-    files = sorted(p for p in args.kodak.glob("*.png"))[: args.images]
-    if not files:
+    images = kodak_images(args.kodak, args.images, args.crop)
+    if not images:
         print(f"error: no PNG images in {args.kodak}", file=sys.stderr)
         return 2
     model = load_float_model(args.checkpoint).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     per_image = {}
-    for i, path in enumerate(files):
-        per_image[path.name] = image_ceiling(model, centre_crop(load_rgb(path), args.crop), range(NUM_RATES), args.steps)
-        res = per_image[path.name]
-        print(f"[{i + 1}/{len(files)}] {path.name}: rounded {res['rates'][NUM_RATES - 1]['rounded']:.2f} dB, "
+    for i, (name, img) in enumerate(images.items()):
+        res = per_image[name] = image_ceiling(model, img, range(NUM_RATES), args.steps)
+        print(f"[{i + 1}/{len(images)}] {name}: rounded {res['rates'][NUM_RATES - 1]['rounded']:.2f} dB, "
               f"continuous {res['rates'][NUM_RATES - 1]['continuous']:.2f} dB at the top rate, "
               f"optimised {res['optimised']:.2f} dB", flush=True)
     setup = {**checkpoint_record(args.checkpoint),
              "crop": args.crop, "steps": args.steps}
-    doc = {"setup": setup, "images": [p.name for p in files], "per_image": per_image,
+    doc = {"setup": setup, "images": list(images), "per_image": per_image,
            "summary": summarise(per_image)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")

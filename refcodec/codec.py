@@ -39,16 +39,29 @@ def pad_to_64(img: np.ndarray) -> np.ndarray:
     return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="edge")
 
 
+def image_tensor(img: np.ndarray) -> torch.Tensor:
+    """The padded image (spec clause 5.4) as a (1, 3, H, W) float tensor in [0, 1]."""
+    return torch.from_numpy(pad_to_64(img)).permute(2, 0, 1)[None].float() / 255.0
+
+
 @torch.no_grad()
-def analyse(float_model: FloatCodec, img: np.ndarray, rate: int):
-    """(z_hat, y_hat) int64 numpy, channels-first, for an (H, W, 3) uint8 image."""
-    x = torch.from_numpy(pad_to_64(img)).permute(2, 0, 1)[None].float() / 255.0
-    r = torch.tensor([rate])
-    y = float_model.analysis(x) * float_model.gain(r)
-    z = float_model.hyper_analysis(y)
+def analysis_latents(float_model: FloatCodec, x: torch.Tensor, rate: int):
+    """(y, z) before rounding: the analysis output times the rate point's gain, and its hyper analysis."""
+    y = float_model.analysis(x) * float_model.gain(torch.tensor([rate]))
+    return y, float_model.hyper_analysis(y)
+
+
+@torch.no_grad()
+def round_latents(y: torch.Tensor, z: torch.Tensor):
+    """(z_hat, y_hat) int64 numpy, channels-first: rounded and clipped to Z_MAX and Y_MAX (annex A.1)."""
     y_hat = torch.clamp(torch.round(y), -K.Y_MAX, K.Y_MAX)[0].long().numpy()
     z_hat = torch.clamp(torch.round(z), -K.Z_MAX, K.Z_MAX)[0].long().numpy()
     return z_hat, y_hat
+
+
+def analyse(float_model: FloatCodec, img: np.ndarray, rate: int):
+    """(z_hat, y_hat) int64 numpy, channels-first, for an (H, W, 3) uint8 image."""
+    return round_latents(*analysis_latents(float_model, image_tensor(img), rate))
 
 
 def encode_y(model: Model, y_hat: np.ndarray, z_hat: np.ndarray, device="cpu") -> bytes:

@@ -58,10 +58,14 @@ def float_latent_cost(model: FloatCodec, z_hat: np.ndarray, y_hat: np.ndarray, r
     z = torch.from_numpy(z_hat)[None].to(dtype)
     y_bits = -torch.log2(mixture_likelihood(y, model.entropy_parameters(y, z)).clamp_min(1e-12)).sum()
     z_bits = -torch.log2(model.z_density.likelihood(z).clamp_min(1e-12)).sum()
-    x_hat = model.decode_pixels(y, torch.tensor([rate]))[0]
+    return y_bits, z_bits, eight_bit(model.decode_pixels(y, torch.tensor([rate]))[0], size)
+
+
+def eight_bit(x_hat: torch.Tensor, size) -> np.ndarray:
+    """A (3, H', W') synthesis output in 8-bit units as the (H, W, 3) image of size (H, W):
+    rounded, clamped to 0..255 and cropped, as the integer decoder outputs it."""
     h, w = size
-    rec = torch.clamp(torch.round(x_hat), 0, 255)[:, :h, :w].permute(1, 2, 0).numpy()
-    return y_bits, z_bits, rec
+    return torch.clamp(torch.round(x_hat), 0, 255)[:, :h, :w].permute(1, 2, 0).numpy()
 
 
 def float_point(model: FloatCodec, img: np.ndarray, rate: int):

@@ -35,10 +35,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from refdec import constants as K
+from refdec.decoder import ModelStore, decode
+from refdec.model_file import load_model
 
-from .codec import analyse, load_rgb, pad_to_64
-from .evaluate import float_latent_cost
+from .bdrate import bd_rate
+from .ceiling import kodak_images
+from .codec import analyse, analysis_latents, encode_latents, encoder_reconstruction, image_tensor, psnr, round_latents
+from .evaluate import ANCHORS, DEFAULT_KODAK, anchor_point, float_latent_cost
 from .model import NUM_RATES, FloatCodec, checkpoint_record, load_float_model, mixture_likelihood
 from .train import LAMBDAS
 
@@ -59,17 +62,12 @@ def soft_round_sga(v: torch.Tensor, temperature: float) -> torch.Tensor:
     return below + torch.softmax(logits + gumbel, dim=0)[1]
 
 
-def _rounded(v: torch.Tensor, bound: int) -> np.ndarray:
-    with torch.no_grad():
-        return torch.clamp(torch.round(v), -bound, bound)[0].long().numpy()
-
-
 def _discrete_cost(model: FloatCodec, img: np.ndarray, y: torch.Tensor, z: torch.Tensor, rate: int):
     """(cost, bits, mse) of the rounded latents, as the evaluation measures the float model
     (refcodec.evaluate.float_latent_cost): ideal code length in bits, mean squared error of the
     8-bit reconstruction over the image's own pixels (not the padding)."""
     h, w, _ = img.shape
-    y_bits, z_bits, rec = float_latent_cost(model, _rounded(z, K.Z_MAX), _rounded(y, K.Y_MAX), rate, (h, w))
+    y_bits, z_bits, rec = float_latent_cost(model, *round_latents(y, z), rate, (h, w))
     bits = float(y_bits + z_bits)
     mse = float(np.mean((rec.astype(np.float64) - img) ** 2))
     return bits / (h * w) + LAMBDAS[rate] * mse, bits, mse
@@ -92,19 +90,15 @@ def refine_latents(model: FloatCodec, img: np.ndarray, rate: int, steps: int = D
         p.requires_grad_(False)
     torch.manual_seed(seed)
     try:
-        z0, y0 = analyse(model, img, rate)
-        x = torch.from_numpy(pad_to_64(img)).permute(2, 0, 1)[None].float() / 255.0
+        x = image_tensor(img)
         r = torch.tensor([rate])
-        with torch.no_grad():
-            y_start = model.analysis(x) * model.gain(r)
-            z_start = model.hyper_analysis(y_start)
-        y = y_start.clone().requires_grad_(True)
-        z = z_start.clone().requires_grad_(True)
+        y_start, z_start = analysis_latents(model, x, rate)
+        y, z = y_start.requires_grad_(True), z_start.requires_grad_(True)
         opt = torch.optim.Adam([y, z], lr=lr)
         lam = LAMBDAS[rate] * 255.0**2
         num_pixels = size[0] * size[1]
         best = _discrete_cost(model, img, y, z, rate)
-        best_latents = (z0, y0)
+        best_latents = round_latents(y, z)  # analyse()'s
         history = [(0, *best)]
         for step in range(1, steps + 1):
             temperature = max(1e-3, TEMPERATURE_START * (1 - step / steps))
@@ -123,7 +117,7 @@ def refine_latents(model: FloatCodec, img: np.ndarray, rate: int, steps: int = D
                 history.append((step, *cost))
                 if cost[0] < best[0]:
                     best = cost
-                    best_latents = (_rounded(z, K.Z_MAX), _rounded(y, K.Y_MAX))
+                    best_latents = round_latents(y, z)
     finally:
         torch.set_rng_state(generator_state)
         for p in trainable:
@@ -164,11 +158,6 @@ def measure(model: FloatCodec, int_model, images: dict, steps: int, lr: float, l
     length and the pixels refdec decodes from the stream, which must equal the encoder's own
     reconstruction (recorded per point); "stream" counts the whole bitstream instead.
     """
-    from refdec.decoder import ModelStore, decode
-
-    from .bdrate import bd_rate
-    from .codec import encode_latents, encoder_reconstruction, psnr
-    from .evaluate import ANCHORS, anchor_point
     store = ModelStore()
     store.add(int_model)
     curves_in = {name: [] for name in CURVES}
@@ -245,14 +234,10 @@ def report_lines(doc: dict, file_name: str = "refine.json") -> list[str]:
 
 
 def main(argv=None):
-    from refdec.model_file import load_model
-
-    from .ceiling import centre_crop
-    from .evaluate import DEFAULT_KODAK
-    default_model = Path(__file__).resolve().parents[1] / "refdec" / "models" / "refdec-test-w16a16.npz"
+    from .cli import DEFAULT_MODEL
     ap = argparse.ArgumentParser(prog="refcodec refine", description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", type=Path, required=True)
-    ap.add_argument("--model", type=Path, default=default_model, help="integer model file (default W16A16)")
+    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="integer model file (default W16A16)")
     ap.add_argument("--kodak", type=Path, default=DEFAULT_KODAK)
     ap.add_argument("--images", type=int, default=4, help="the first N images of the folder")
     ap.add_argument("--crop", type=int, default=0, help="centre crop size, a multiple of 64 (0: whole images)")
@@ -264,13 +249,12 @@ def main(argv=None):
         ap.error(f"--crop must be 0 or a positive multiple of 64, got {args.crop}")
     if args.images < 1 or args.steps < 1 or not args.lr > 0:
         ap.error("--images and --steps must be at least 1 and --lr positive")
-    files = sorted(args.kodak.glob("*.png"))[: args.images]
-    if not files:
+    images = kodak_images(args.kodak, args.images, args.crop)
+    if not images:
         print(f"error: no PNG images in {args.kodak}", file=sys.stderr)
         return 2
     model = load_float_model(args.checkpoint).eval()
     int_model = load_model(args.model)
-    images = {p.name: centre_crop(load_rgb(p), args.crop) for p in files}
     doc = measure(model, int_model, images, args.steps, args.lr, log=lambda m: print(m, flush=True))
     doc = {"setup": {**checkpoint_record(args.checkpoint),
                      "model": args.model.name, "model_id": int_model.model_id.hex(),
