@@ -8,6 +8,9 @@ decoder must give identical samples, which is counted and reported. Anchors:
 JPEG 4:2:0 and 4:4:4, WebP and AVIF through Pillow, at quality sweeps.
 
 Results are cached per item in OUT/cache.json, so an interrupted run resumes.
+With --refine STEPS the encoder codes latents refined for the rate-distortion cost
+(refcodec.refine) instead of the analysis output; run into OUT/refined/, it gets its own
+page there and a summary section on OUT's page, against the plain encoder on the same images.
 
     python -m refcodec.evaluate --checkpoint models/float.pt \
         --model refdec/models/refdec-test-w16a16.npz --model refdec/models/refdec-test-w8a16.npz --out results/
@@ -33,7 +36,7 @@ from refdec.decoder import decode
 from refdec.model_file import load_model
 
 from .bdrate import bd_rate
-from .codec import analyse, decode_torch, encode_image, encoder_reconstruction, load_rgb, psnr
+from .codec import analyse, decode_torch, encode_latents, encoder_reconstruction, load_rgb, psnr
 from .model import FloatCodec, load_float_model, mixture_likelihood
 from .train import LAMBDAS
 
@@ -68,9 +71,10 @@ def eight_bit(x_hat: torch.Tensor, size) -> np.ndarray:
     return torch.clamp(torch.round(x_hat), 0, 255)[:, :h, :w].permute(1, 2, 0).numpy()
 
 
-def float_point(model: FloatCodec, img: np.ndarray, rate: int):
-    """(bpp, psnr) of the float model: ideal code length of the rounded latents, 8-bit output."""
-    z_hat, y_hat = analyse(model, img, rate)
+def float_point(model: FloatCodec, img: np.ndarray, rate: int, latents=None):
+    """(bpp, psnr) of the float model: ideal code length of the rounded latents (by default the
+    analysis output's; or latents = (z_hat, y_hat)), 8-bit output."""
+    z_hat, y_hat = analyse(model, img, rate) if latents is None else latents
     h, w, _ = img.shape
     y_bits, z_bits, rec = float_latent_cost(model, z_hat, y_hat, rate, (h, w))
     return float(y_bits + z_bits) / (h * w), psnr(rec, img)
@@ -100,6 +104,9 @@ def mean_curve(points):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="refcodec evaluate", description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", type=Path, required=True)
+    ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                    help="code latents refined by STEPS steps (refcodec.refine; about 100 s per 768x512 image "
+                         "and rate point at 100 steps on two cores) instead of the analysis output")
     ap.add_argument("--model", type=Path, action="append", default=[], help="integer model file(s)")
     ap.add_argument("--kodak", type=Path, default=DEFAULT_KODAK)
     ap.add_argument("--images", type=int, default=24)
@@ -112,6 +119,8 @@ def main(argv=None):
     ap.add_argument("--shard", default="0/1", help="I/N: process images with index %% N == I (parallel runs)")
     ap.add_argument("--report-only", action="store_true", help="only merge the caches and write the report")
     args = ap.parse_args(argv)
+    if args.refine < 0:
+        ap.error(f"--refine must be at least 0, got {args.refine}")
     if not args.anchors_only:
         try:  # checked first: the plot comes at the end of a long run
             import matplotlib  # noqa: F401
@@ -135,10 +144,15 @@ def main(argv=None):
 
     float_model = load_float_model(args.checkpoint).eval()
     int_models = [load_model(p) for p in args.model]
-    # Results are keyed by what made them: the checkpoint's and the model files' hashes. Entries of
-    # other checkpoints or models are dropped (the anchors do not depend on them and stay).
-    labels = {"float": f"float@{hashlib.sha256(args.checkpoint.read_bytes()).hexdigest()[:16]}"}
-    labels.update({m.header["profile"]: f"{m.header['profile']}@{m.model_id.hex()}" for m in int_models})
+    # Results are keyed by what made them: the checkpoint's and the model files' hashes, and the
+    # refinement's step count. Entries of other checkpoints, models or refinements are dropped (the
+    # anchors do not depend on them and stay).
+    refined = ""
+    if args.refine:
+        from .refine import refine_latents  # here: refine imports this module
+        refined = f"+refine@{args.refine}"
+    labels = {"float": f"float@{hashlib.sha256(args.checkpoint.read_bytes()).hexdigest()[:16]}{refined}"}
+    labels.update({m.header["profile"]: f"{m.header['profile']}@{m.model_id.hex()}{refined}" for m in int_models})
     int_labels = {labels[m.header["profile"]] for m in int_models}
 
     def stale(key, item):  # integer entries of earlier versions lack the ideal code length
@@ -159,13 +173,21 @@ def main(argv=None):
             continue
         img = load_rgb(path)
         for r in [] if args.anchors_only else rates:
+            latents = {}
+
+            def coded_latents():  # (z_hat, y_hat), computed once per image and rate point
+                if not latents:
+                    latents["zy"] = refine_latents(float_model, img, r, args.refine)[:2] if args.refine \
+                        else analyse(float_model, img, r)
+                return latents["zy"]
+
             cached(f"{labels['float']}|{path.name}|{r}",
-                   lambda: dict(zip(("bpp", "psnr"), float_point(float_model, img, r))))
+                   lambda: dict(zip(("bpp", "psnr"), float_point(float_model, img, r, coded_latents()))))
             for m in int_models:
                 prof = m.header["profile"]
 
                 def run():
-                    enc = encode_image(float_model, m, img, r)
+                    enc = encode_latents(m, *coded_latents(), img.shape[1], img.shape[0], r)
                     dec = decode(enc.stream, m).image
                     rec = encoder_reconstruction(m, enc)
                     item = {"bpp": enc.bits_per_pixel, "ideal_bpp": enc.ideal_bits_per_pixel,
@@ -250,15 +272,23 @@ def write_report(cache, requested, rates, int_models, args, labels):
     summary = {"images": [f.name for f in files], "images_requested": len(requested), "rates": rates, "lambdas": LAMBDAS, "curves": curves,
                "bd_rate_percent": bds, "ideal_curves": ideal_curves, "container_bytes": container,
                "decoder_agreement": checks, "checkpoint": str(args.checkpoint),
-               "training_step": step, "labels": labels}
+               "training_step": step, "refine_steps": args.refine, "labels": labels}
     (args.out / "kodak.json").write_text(json.dumps(summary, indent=1))
     history = update_history(args.out / "checkpoints.json", labels["float"], step, len(files), curves["float"], bds) \
         if curves["float"] else {}
-    plot(curves, args.out / "rd_kodak.png")
+    refined_path = args.out / REFINED_DIR / "kodak.json"
+    refined = json.loads(refined_path.read_text()) if not args.refine and refined_path.is_file() else None
+    plotted = dict(curves)
+    if refined and refined["labels"]["float"].startswith(labels["float"] + "+refine@") and \
+            refined["images"] == [f.name for f in files]:  # the same images: the curves compare
+        plotted[f"float, latents refined ({refined['refine_steps']} steps)"] = refined["curves"]["float"]
+    plot(plotted, args.out / "rd_kodak.png")
     missing = "" if len(files) == len(requested) else (
         f" (of {len(requested)} requested: the evaluation of the others is not complete, and they are left out)")
+    refined_note = f", latents refined by {args.refine} steps per image and rate point (`refcodec.refine`)" \
+        if args.refine else ""
     lines = ["# Kodak results", "", f"{len(files)} images{missing}, checkpoint `{args.checkpoint}`"
-             + (f" (training step {step})" if step is not None else "") + ". "
+             + (f" (training step {step})" if step is not None else "") + refined_note + ". "
              "Generated by `python -m refcodec.evaluate`; numbers in `kodak.json`.", "",
              "## BD-rate (negative: fewer bits at equal RGB PSNR)", "",
              "The float model's rate is its ideal code length (no bitstream exists for it). The integer "
@@ -320,6 +350,8 @@ def write_report(cache, requested, rates, int_models, args, labels):
                          f"{sm['wrong_latents']} of {sm['elements']} ({100 * sm['wrong_latents'] / sm['elements']:.1f}%)"
                          f" | {sm['mismatched_tables']} ({100 * sm['mismatched_tables'] / sm['elements']:.1f}%) |")
         lines.append("")
+    if refined:
+        lines += refined_lines(refined, cache, labels["float"], files, rates)
     # The informative experiments, where their JSON files are next to kodak.json (imported here:
     # those modules import this one).
     from . import ceiling, refine
@@ -328,6 +360,46 @@ def write_report(cache, requested, rates, int_models, args, labels):
             lines += experiment.report_lines(json.loads((args.out / name).read_text()), name)
     (args.out / "README.md").write_text("\n".join(lines))
     print("\n".join(lines))
+
+
+REFINED_DIR = "refined"  # OUT/refined/: the evaluation with --refine, summarised on OUT's page
+
+
+def refined_lines(doc: dict, cache: dict, float_label: str, files, rates) -> list[str]:
+    """The main page's section on the evaluation with refined latents (OUT/refined/kodak.json):
+    its BD-rates, and against the plain encoder on the same images (from this page's cache)."""
+    head = [f"## The same decoder with the refining encoder (`{REFINED_DIR}/`)", ""]
+    if not doc["labels"]["float"].startswith(float_label + "+refine@"):
+        return head + [f"`{REFINED_DIR}/kodak.json` is of another checkpoint ({doc['labels']['float']}): "
+                       "run the evaluation with --refine again.", ""]
+    subset = [f for f in files if f.name in doc["images"]]
+    curves = dict(doc["curves"], plain=mean_curve(collect(cache, float_label, subset, rates)))
+
+    def bd(test, anchor):
+        a, t = curves[anchor], curves[test]
+        return bd_rate([c["bpp"] for c in a], [c["psnr"] for c in a], [c["bpp"] for c in t], [c["psnr"] for c in t])
+
+    rows = {"refined vs plain encoder (float model, ideal code length)": bd("float", "plain")}
+    for anchor in ("JPEG 4:2:0", "WebP", "AVIF 4:4:4 speed 4"):
+        rows[f"refined vs {anchor} (float model)"] = bd("float", anchor)
+        if "W16A16" in curves:
+            rows[f"refined W16A16 stream bytes vs {anchor}"] = bd("W16A16", anchor)
+    agreement = doc["decoder_agreement"].get("W16A16", {})
+    lines = head + [
+        f"`python -m refcodec.evaluate ... --refine {doc['refine_steps']} --out results/{REFINED_DIR}/` (its own "
+        f"page: `{REFINED_DIR}/README.md`): {len(subset)} of the {len(files)} images above, latents refined by "
+        f"{doc['refine_steps']} steps per image and rate point (`refcodec.refine`; spec annex A.1). The decoder and "
+        f"the model are the same: refdec decodes {agreement.get('encoder_equal', 0)} of {agreement.get('streams', 0)} "
+        "W16A16 streams to the encoder's own reconstruction.", "",
+        "| comparison | BD-rate |", "|---|---|"]
+    lines += [f"| {k} | {v:+.2f}% |" if not math.isnan(v) else f"| {k} | n/a (curves do not overlap) |"
+              for k, v in rows.items()]
+    lines += ["", "| rate | plain bpp | plain dB | refined bpp | refined dB | refined W16A16 stream bpp |",
+              "|---|---|---|---|---|---|"]
+    for p, r, i in zip(curves["plain"], curves["float"], curves.get("W16A16", curves["float"])):
+        lines.append(f"| {r['setting']} | {p['bpp']:.4f} | {p['psnr']:.2f} | {r['bpp']:.4f} | {r['psnr']:.2f} | "
+                     f"{i['bpp']:.4f} |")
+    return lines + [""]
 
 
 def update_history(path: Path, label: str, step, images: int, float_curve, bds) -> dict:

@@ -104,3 +104,71 @@ def test_evaluation_run_reports_agreement_and_resumes(tmp_path):
     text = (out / "README.md").read_text()
     assert "2 images (of 3 requested" in text
     assert json.loads((out / "kodak.json").read_text())["images"] == ["kodim01.png", "kodim02.png"]
+
+
+def test_refined_evaluation_is_keyed_apart_and_never_costs_more(tmp_path):
+    """--refine codes refined latents: its cache entries are keyed by the step count, so they do not
+    mix with the plain encoder's, and every point's rate-distortion cost is at most the plain one."""
+    from refcodec.train import LAMBDAS
+
+    kodak = tmp_path / "kodak"
+    _images(kodak, 1, size=(64, 64))
+    common = ["--checkpoint", str(CHECKPOINT), "--model", str(W16), "--kodak", str(kodak), "--rates", "1,4",
+              "--torch-check", "none"]
+    out = tmp_path / "results"
+    assert evaluate.main(common + ["--out", str(out)]) == 0
+    assert evaluate.main(common + ["--out", str(out / "refined"), "--refine", "10"]) == 0
+    plain = json.loads((out / "kodak.json").read_text())
+    refined = json.loads((out / "refined" / "kodak.json").read_text())
+    assert refined["labels"]["float"].endswith("+refine@10") and refined["refine_steps"] == 10
+    assert refined["labels"]["W16A16"].endswith("+refine@10")
+    assert refined["decoder_agreement"]["W16A16"]["encoder_equal"] == 2
+    assert "latents refined by 10 steps" in (out / "refined" / "README.md").read_text()
+    # The main page summarises the refined evaluation against its own plain curve.
+    assert evaluate.main(common + ["--out", str(out), "--report-only"]) == 0
+    page = (out / "README.md").read_text()
+    section = page[page.index("## The same decoder with the refining encoder"):]
+    assert "| refined vs plain encoder (float model, ideal code length) |" in section
+    assert "refdec decodes 2 of 2 W16A16 streams" in section
+    assert f"| 1 | {plain['curves']['float'][0]['bpp']:.4f} |" in section
+
+    def cost(point, rate):
+        mse = 255.0**2 / 10 ** (point["psnr"] / 10)
+        return point["bpp"] + LAMBDAS[rate] * mse
+
+    for p, r in zip(plain["curves"]["float"], refined["curves"]["float"]):
+        assert cost(r, r["setting"]) <= cost(p, p["setting"]) + 1e-9
+    assert plain["curves"]["float"] != refined["curves"]["float"]
+    with pytest.raises(SystemExit):
+        evaluate.main(common + ["--out", str(tmp_path / "bad"), "--refine", "-1"])
+    # A refined evaluation of another checkpoint is not set against this one.
+    refined["labels"]["float"] = "float@0123456789abcdef+refine@10"
+    (out / "refined" / "kodak.json").write_text(json.dumps(refined))
+    assert evaluate.main(common + ["--out", str(out), "--report-only"]) == 0
+    assert "is of another checkpoint" in (out / "README.md").read_text()
+
+
+def test_committed_results_are_of_the_committed_models():
+    """results/kodak.json and results/refined/kodak.json (tools/regenerate.sh remakes both after
+    retraining) are of the committed checkpoint and W16A16 model, on all of Kodak, every stream
+    decoded by refdec to the encoder's reconstruction; the page summarises the refined one."""
+    import hashlib
+
+    from refdec.model_file import load_model
+
+    results = ROOT / "results"
+    float_label = "float@" + hashlib.sha256(CHECKPOINT.read_bytes()).hexdigest()[:16]
+    w16_label = f"W16A16@{load_model(W16).model_id.hex()}"
+    plain = json.loads((results / "kodak.json").read_text())
+    refined = json.loads((results / evaluate.REFINED_DIR / "kodak.json").read_text())
+    assert plain["labels"]["float"] == float_label and plain["labels"]["W16A16"] == w16_label
+    steps = refined["refine_steps"]
+    assert steps > 0 and refined["labels"] == {"float": f"{float_label}+refine@{steps}",
+                                               "W16A16": f"{w16_label}+refine@{steps}"}
+    for doc in (plain, refined):
+        assert len(doc["images"]) == 24
+        agreement = doc["decoder_agreement"]["W16A16"]
+        assert agreement["encoder_equal"] == agreement["streams"] == 24 * 6
+        assert agreement["torch_equal"] == agreement["torch_checked"] > 0
+    page = (results / "README.md").read_text()
+    assert "## The same decoder with the refining encoder" in page and f"--refine {steps}" in page
