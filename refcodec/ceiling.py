@@ -50,6 +50,25 @@ def kodak_images(folder: Path, count: int, crop: int) -> dict:
     return {p.name: centre_crop(load_rgb(p), crop) for p in sorted(folder.glob("*.png"))[:count]}
 
 
+def experiment_images(ap, args) -> dict:
+    """kodak_images for an experiment's command line (--kodak, --images, --crop; this module's and
+    refcodec.refine's): a usage error for a --crop that is not 0 or a multiple of 64; empty, after
+    an error message, when the folder has no PNG images."""
+    if args.crop < 0 or args.crop % 64:
+        ap.error(f"--crop must be 0 or a positive multiple of 64, got {args.crop}")
+    images = kodak_images(args.kodak, args.images, args.crop)
+    if not images:
+        print(f"error: no PNG images in {args.kodak}", file=sys.stderr)
+    return images
+
+
+def write_experiment(doc: dict, out: Path, report_lines) -> None:
+    """An experiment's JSON file, and its results page section (report_lines(doc, file name)) on stdout."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    print("\n".join(report_lines(doc, out.name)))
+
+
 def _pixels(model: FloatCodec, synthesis_input: torch.Tensor, size) -> np.ndarray:
     return eight_bit(model.synthesis(synthesis_input)[0] * 255.0, size)
 
@@ -129,13 +148,10 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=300, help="Adam steps of the optimised synthesis input")
     ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = ap.parse_args(argv)
-    if args.crop < 0 or args.crop % 64:
-        ap.error(f"--crop must be 0 or a positive multiple of 64, got {args.crop}")
     if args.images < 1 or args.steps < 0:
         ap.error("--images must be at least 1 and --steps at least 0")
-    images = kodak_images(args.kodak, args.images, args.crop)
+    images = experiment_images(ap, args)
     if not images:
-        print(f"error: no PNG images in {args.kodak}", file=sys.stderr)
         return 2
     model = load_float_model(args.checkpoint).eval()
     for p in model.parameters():
@@ -150,9 +166,7 @@ def main(argv=None):
              "crop": args.crop, "steps": args.steps}
     doc = {"setup": setup, "images": list(images), "per_image": per_image,
            "summary": summarise(per_image)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1) + "\n")
-    print("\n".join(report_lines(doc, args.out.name)))
+    write_experiment(doc, args.out, report_lines)
     return 0
 
 

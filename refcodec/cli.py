@@ -50,7 +50,8 @@ def _decode(args) -> int:
     return 0
 
 
-def _non_negative(text: str) -> int:
+def non_negative(text: str) -> int:
+    """argparse type of a count that may be 0 (--refine STEPS of refcodec encode and evaluate)."""
     try:
         value = int(text)
     except ValueError:
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
     e.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     e.add_argument("--rate", type=int, default=2)
     e.add_argument("--device", default="cpu", help="device of the integer entropy model")
-    e.add_argument("--refine", type=_non_negative, default=0, metavar="STEPS",
+    e.add_argument("--refine", type=non_negative, default=0, metavar="STEPS",
                    help="refine the latents for the rate-distortion cost by STEPS steps (refcodec.refine; "
                         "on the CPU; 100 steps take about 90 s for a 768x512 image on this project's machines)")
     e.set_defaults(run=_encode)

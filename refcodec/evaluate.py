@@ -36,6 +36,7 @@ from refdec.decoder import decode
 from refdec.model_file import load_model
 
 from .bdrate import bd_rate
+from .cli import non_negative
 from .codec import analyse, decode_torch, encode_latents, encoder_reconstruction, load_rgb, psnr
 from .model import FloatCodec, load_float_model, mixture_likelihood
 from .train import LAMBDAS
@@ -101,10 +102,16 @@ def mean_curve(points):
     return sorted(curve, key=lambda c: c["bpp"])
 
 
+def curve_bd_rate(anchor: list, test: list) -> float:
+    """BD-rate (percent) of one curve of mean_curve's form against another."""
+    return bd_rate([c["bpp"] for c in anchor], [c["psnr"] for c in anchor],
+                   [c["bpp"] for c in test], [c["psnr"] for c in test])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="refcodec evaluate", description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", type=Path, required=True)
-    ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
+    ap.add_argument("--refine", type=non_negative, default=0, metavar="STEPS",
                     help="code latents refined by STEPS steps (refcodec.refine; about 100 s per 768x512 image "
                          "and rate point at 100 steps on two cores) instead of the analysis output")
     ap.add_argument("--model", type=Path, action="append", default=[], help="integer model file(s)")
@@ -119,8 +126,6 @@ def main(argv=None):
     ap.add_argument("--shard", default="0/1", help="I/N: process images with index %% N == I (parallel runs)")
     ap.add_argument("--report-only", action="store_true", help="only merge the caches and write the report")
     args = ap.parse_args(argv)
-    if args.refine < 0:
-        ap.error(f"--refine must be at least 0, got {args.refine}")
     if not args.anchors_only:
         try:  # checked first: the plot comes at the end of a long run
             import matplotlib  # noqa: F401
@@ -252,8 +257,7 @@ def write_report(cache, requested, rates, int_models, args, labels):
         curves[name] = mean_curve(collect(cache, name, files, qualities))
 
     def bd_of(t, anchor):
-        a = curves[anchor]
-        return bd_rate([c["bpp"] for c in a], [c["psnr"] for c in a], [c["bpp"] for c in t], [c["psnr"] for c in t])
+        return curve_bd_rate(curves[anchor], t)
 
     def bd(test, anchor):
         return bd_of(curves[test], anchor)
@@ -279,7 +283,7 @@ def write_report(cache, requested, rates, int_models, args, labels):
     refined_path = args.out / REFINED_DIR / "kodak.json"
     refined = json.loads(refined_path.read_text()) if not args.refine and refined_path.is_file() else None
     plotted = dict(curves)
-    if refined and refined["labels"]["float"].startswith(labels["float"] + "+refine@") and \
+    if refined and is_refinement_of(refined, labels["float"]) and \
             refined["images"] == [f.name for f in files]:  # the same images: the curves compare
         plotted[f"float, latents refined ({refined['refine_steps']} steps)"] = refined["curves"]["float"]
     plot(plotted, args.out / "rd_kodak.png")
@@ -365,25 +369,26 @@ def write_report(cache, requested, rates, int_models, args, labels):
 REFINED_DIR = "refined"  # OUT/refined/: the evaluation with --refine, summarised on OUT's page
 
 
+def is_refinement_of(doc: dict, float_label: str) -> bool:
+    """Whether a kodak.json of an evaluation with --refine is of the checkpoint of float_label."""
+    return doc["labels"]["float"].startswith(float_label + "+refine@")
+
+
 def refined_lines(doc: dict, cache: dict, float_label: str, files, rates) -> list[str]:
     """The main page's section on the evaluation with refined latents (OUT/refined/kodak.json):
     its BD-rates, and against the plain encoder on the same images (from this page's cache)."""
     head = [f"## The same decoder with the refining encoder (`{REFINED_DIR}/`)", ""]
-    if not doc["labels"]["float"].startswith(float_label + "+refine@"):
+    if not is_refinement_of(doc, float_label):
         return head + [f"`{REFINED_DIR}/kodak.json` is of another checkpoint ({doc['labels']['float']}): "
                        "run the evaluation with --refine again.", ""]
     subset = [f for f in files if f.name in doc["images"]]
     curves = dict(doc["curves"], plain=mean_curve(collect(cache, float_label, subset, rates)))
 
-    def bd(test, anchor):
-        a, t = curves[anchor], curves[test]
-        return bd_rate([c["bpp"] for c in a], [c["psnr"] for c in a], [c["bpp"] for c in t], [c["psnr"] for c in t])
-
-    rows = {"refined vs plain encoder (float model, ideal code length)": bd("float", "plain")}
+    rows = {"refined vs plain encoder (float model, ideal code length)": curve_bd_rate(curves["plain"], curves["float"])}
     for anchor in ("JPEG 4:2:0", "WebP", "AVIF 4:4:4 speed 4"):
-        rows[f"refined vs {anchor} (float model)"] = bd("float", anchor)
+        rows[f"refined vs {anchor} (float model)"] = curve_bd_rate(curves[anchor], curves["float"])
         if "W16A16" in curves:
-            rows[f"refined W16A16 stream bytes vs {anchor}"] = bd("W16A16", anchor)
+            rows[f"refined W16A16 stream bytes vs {anchor}"] = curve_bd_rate(curves[anchor], curves["W16A16"])
     agreement = doc["decoder_agreement"].get("W16A16", {})
     lines = head + [
         f"`python -m refcodec.evaluate ... --refine {doc['refine_steps']} --out results/{REFINED_DIR}/` (its own "

@@ -27,7 +27,6 @@ same images.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -38,10 +37,9 @@ import torch
 from refdec.decoder import ModelStore, decode
 from refdec.model_file import load_model
 
-from .bdrate import bd_rate
-from .ceiling import kodak_images
+from .ceiling import experiment_images, write_experiment
 from .codec import analyse, analysis_latents, encode_latents, encoder_reconstruction, image_tensor, psnr, round_latents
-from .evaluate import ANCHORS, DEFAULT_KODAK, anchor_point, float_latent_cost
+from .evaluate import ANCHORS, DEFAULT_KODAK, anchor_point, curve_bd_rate, float_latent_cost
 from .model import NUM_RATES, FloatCodec, checkpoint_record, load_float_model, mixture_likelihood
 from .train import LAMBDAS
 
@@ -195,11 +193,8 @@ def measure(model: FloatCodec, int_model, images: dict, steps: int, lr: float, l
         per_image[name] = rows
     curves = {c: _curve(v) for c, v in curves_in.items()}
 
-    def bd(anchor, test):
-        a, t = curves[anchor], curves[test]
-        return bd_rate([c["bpp"] for c in a], [c["psnr"] for c in a], [c["bpp"] for c in t], [c["psnr"] for c in t])
     return {"per_image": per_image, "curves": curves,
-            "bd_rate_percent": {k: bd(*v) for k, v in BD_RATES.items()},
+            "bd_rate_percent": {k: curve_bd_rate(curves[a], curves[t]) for k, (a, t) in BD_RATES.items()},
             "refdec_identical": sum(r["refdec_identical"] for rows in per_image.values() for r in rows.values()),
             "points": sum(len(rows) for rows in per_image.values())}
 
@@ -245,13 +240,10 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=DEFAULT_LR)
     ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = ap.parse_args(argv)
-    if args.crop < 0 or args.crop % 64:
-        ap.error(f"--crop must be 0 or a positive multiple of 64, got {args.crop}")
     if args.images < 1 or args.steps < 1 or not args.lr > 0:
         ap.error("--images and --steps must be at least 1 and --lr positive")
-    images = kodak_images(args.kodak, args.images, args.crop)
+    images = experiment_images(ap, args)
     if not images:
-        print(f"error: no PNG images in {args.kodak}", file=sys.stderr)
         return 2
     model = load_float_model(args.checkpoint).eval()
     int_model = load_model(args.model)
@@ -260,9 +252,7 @@ def main(argv=None):
                      "model": args.model.name, "model_id": int_model.model_id.hex(),
                      "crop": args.crop, "steps": args.steps, "lr": args.lr},
            "images": list(images), **doc}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1) + "\n")
-    print("\n".join(report_lines(doc, args.out.name)))
+    write_experiment(doc, args.out, report_lines)
     return 0
 
 
