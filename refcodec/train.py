@@ -10,6 +10,9 @@ With --bf16 the analysis and synthesis transforms run in mixed precision
 
 Resumable: the full state (model, optimiser, step, RNG) goes to
 RUN_DIR/last.pt every --checkpoint-every steps, and --resume continues from it.
+--time-limit stops a run cleanly, with its state saved and its weights exported, once a
+wall-clock budget is spent: a session's remaining time, or a lent GPU's call limit
+(tools/device_train.py).
 """
 
 from __future__ import annotations
@@ -67,9 +70,10 @@ def make_crop_pool(files, crop, crops_per_image, seed):
     return np.stack(pool)
 
 
-def batch_from_pool(pool, batch, gen):
+def batch_from_pool(pool, batch, gen, device="cpu"):
     idx = torch.randint(len(pool), (batch,), generator=gen)
-    x = torch.from_numpy(pool[idx.numpy()]).permute(0, 3, 1, 2).float() / 255.0
+    # Bytes travel to the device, floats are made there (a quarter of the transfer).
+    x = torch.from_numpy(pool[idx.numpy()]).to(device).permute(0, 3, 1, 2).float() / 255.0
     if torch.rand(1, generator=gen).item() < 0.5:
         x = x.flip(3)
     if torch.rand(1, generator=gen).item() < 0.5:
@@ -150,15 +154,22 @@ def main(argv=None):
     ap.add_argument("--tau-end", type=float, default=0.25)
     ap.add_argument("--checkpoint-every", type=int, default=100)
     ap.add_argument("--log-every", type=int, default=20)
+    ap.add_argument("--time-limit", type=float, default=0, metavar="SECONDS",
+                    help="stop after the step that spends this much wall-clock time (0: no limit); "
+                         "the state is saved and the weights exported as at --steps")
     ap.add_argument("--export", type=Path, help="write float16 weights here at the end")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--bf16", action="store_true",
                     help="mixed precision: analysis and synthesis (but their last layers) in bfloat16")
     args = ap.parse_args(argv)
+    if args.time_limit < 0:
+        ap.error(f"--time-limit must be at least 0 seconds, got {args.time_limit:g}")
+    started = time.monotonic()
 
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed shapes: pick the fastest kernels once
     model = FloatCodec().to(device)
     model.bf16_transforms = args.bf16
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -197,13 +208,14 @@ def main(argv=None):
     first_step = step
     acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
     t_last = time.time()
-    while step < args.steps:
+    out_of_time = False
+    while step < args.steps and not out_of_time:
         lr = learning_rate(step, args.lr, args.lr_drop)
         for group in opt.param_groups:
             group["lr"] = lr
         if args.pool_refresh and step % args.pool_refresh == 0 and step != first_step:
             pool = new_pool()
-        x = batch_from_pool(pool, args.batch, gen).to(device)
+        x = batch_from_pool(pool, args.batch, gen, device)
         rate = torch.randint(NUM_RATES, (args.batch,), generator=gen).to(device)
         tau = temperature(step, args.anneal_steps, args.tau_end)
         loss, bpp, psnr = rd_loss(model, x, rate, tau)
@@ -212,20 +224,23 @@ def main(argv=None):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
+        out_of_time = bool(args.time_limit) and time.monotonic() - started >= args.time_limit
         for key, val in (("loss", loss), ("bpp", bpp), ("psnr", psnr)):
-            acc[key] += val.item()
+            acc[key] += val.detach()  # summed on the device: no synchronisation per step on a GPU
         acc["n"] += 1
-        if step % args.log_every == 0 or step == args.steps:
+        if step % args.log_every == 0 or step == args.steps or out_of_time:
             n = acc["n"]
             dt = (time.time() - t_last) / n
-            print(f"step {step:6d}  loss {acc['loss']/n:.4f}  bpp {acc['bpp']/n:.4f}  "
-                  f"psnr {acc['psnr']/n:.2f} dB  tau {tau:.3f}  lr {lr:.1e}  {dt:.2f} s/step", flush=True)
+            print(f"step {step:6d}  loss {float(acc['loss'])/n:.4f}  bpp {float(acc['bpp'])/n:.4f}  "
+                  f"psnr {float(acc['psnr'])/n:.2f} dB  tau {tau:.3f}  lr {lr:.1e}  {dt:.2f} s/step", flush=True)
             acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
             t_last = time.time()
-        if step % args.checkpoint_every == 0 or step == args.steps:
+        if step % args.checkpoint_every == 0 or step == args.steps or out_of_time:
             save_state(last, model, opt, step, args)
             if not math.isfinite(loss.item()):
                 raise SystemExit("error: loss is not finite; stopping")
+    if out_of_time:
+        print(f"time limit of {args.time_limit:g} s reached at step {step}", flush=True)
     if args.export:
         export_weights(model, args.export, step)
         print(f"exported float16 weights to {args.export}", flush=True)

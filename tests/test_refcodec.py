@@ -51,6 +51,24 @@ def test_training_smoke_and_resume(tmp_path, capsys):
     assert log.count("crop pool:") == 2 and "lr 1.0e-05" in log
 
 
+@pytest.mark.skipif(not TRAIN_DIR.is_dir(), reason="training data not present")
+def test_training_time_limit_saves_and_exports(tmp_path, capsys):
+    """--time-limit ends the run after the step that spends the budget, as --steps would: state
+    saved, weights exported with their step. A budget spent on the crop pool alone still trains one step."""
+    from refcodec import train
+
+    run = tmp_path / "run"
+    assert train.main(["--data", str(TRAIN_DIR), "--run-dir", str(run), "--batch", "2", "--crop", "64",
+                       "--max-images", "2", "--crops-per-image", "1", "--steps", "1000", "--time-limit", "1e-6",
+                       "--checkpoint-every", "500", "--export", str(tmp_path / "w.pt")]) == 0
+    assert torch.load(run / "last.pt", weights_only=False)["step"] == 1
+    assert (tmp_path / "w.json").read_text().strip() == '{"step": 1}'
+    assert "time limit of 1e-06 s reached at step 1" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        train.main(["--run-dir", str(run), "--time-limit", "-5"])
+    assert "--time-limit must be at least 0 seconds, got -5" in capsys.readouterr().err
+
+
 def test_learning_rate_schedule():
     from refcodec import train
 

@@ -145,3 +145,29 @@ def test_committed_measurement_is_of_the_committed_models():
     assert doc["setup"]["model_id"] == load_model(W16A16).model_id.hex()
     assert doc["refdec_identical"] == doc["points"]
     assert "\n".join(refine.report_lines(doc, name)) in (ROOT / "results" / "README.md").read_text()
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "kodak").is_dir(), reason="Kodak images not present")
+def test_refine_benchmark_quick(tmp_path, capsys):
+    """bench/bench_refine.py --quick: a table row per step count, and every refined point's RD cost
+    (bpp + lambda * MSE) at most the plain encoder's at the same rate point."""
+    import sys
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_refine
+    from refcodec.train import LAMBDAS
+
+    out = tmp_path / "bench.json"
+    assert bench_refine.main(["--quick", "--threads", "1", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "steps" not in line] == ["0", "2", "4"]
+    doc = json.loads(out.read_text())
+
+    def cost(p, rate):
+        return p["bpp"] + LAMBDAS[rate] * 255.0**2 / 10 ** (p["psnr"] / 10)
+
+    plain = doc["runs"]["0"]["curve"]
+    for steps in ("2", "4"):
+        assert doc["runs"][steps]["seconds"] > 0
+        for p0, p in zip(plain, doc["runs"][steps]["curve"]):
+            assert cost(p, p["setting"]) <= cost(p0, p0["setting"]) + 1e-12
+    assert len(doc["anchor_curve"]) > 1 and doc["images"] == ["kodim01.png"]
