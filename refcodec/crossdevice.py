@@ -35,8 +35,10 @@ from refdec.latent import wavefronts
 from refdec.range_decoder import RangeDecoder
 from refdec.range_encoder import RangeEncoder
 
-from .codec import analyse, load_rgb
-from .model import FloatCodec, checkpoint_record, linearised_softmax, load_float_model, normal_cdf, scale_from_index, split_mixture
+from .ceiling import experiment_images
+from .codec import analyse
+from .evaluate import DEFAULT_KODAK
+from .model import NUM_RATES, FloatCodec, checkpoint_record, linearised_softmax, load_float_model, normal_cdf, scale_from_index, split_mixture
 
 HALF_WINDOW = 16  # window of +-16 around the rounded mixture mean, plus an escape-free clamp
 PROB_ONE = 1 << 16
@@ -142,22 +144,23 @@ def run_image(model: FloatCodec, img, rate, variant):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="refcodec crossdevice", description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", type=Path, required=True)
-    ap.add_argument("--kodak", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared/data/kodak")
+    ap.add_argument("--kodak", type=Path, default=DEFAULT_KODAK)
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--rate", type=int, default=3)
-    ap.add_argument("--crop", type=int, default=256, help="centre crop (speed); 0 for whole images")
+    ap.add_argument("--crop", type=int, default=256, help="centre crop, a multiple of 64 (speed); 0 for whole images")
     ap.add_argument("--out", type=Path, default=Path("results/crossdevice.json"))
     args = ap.parse_args(argv)
+    if args.images < 1 or not 0 <= args.rate < NUM_RATES:
+        ap.error(f"--images must be at least 1 and --rate one of 0..{NUM_RATES - 1}")
+    images = experiment_images(ap, args)
+    if not images:
+        return 2
     model = load_float_model(args.checkpoint).eval()
     results = []
-    for path in sorted(args.kodak.glob("kodim*.png"))[: args.images]:
-        img = load_rgb(path)
-        if args.crop:
-            h, w, _ = img.shape
-            img = img[(h - args.crop) // 2:(h + args.crop) // 2, (w - args.crop) // 2:(w + args.crop) // 2]
+    for name, img in images.items():
         for variant in ("float64", "ulp", "threads"):
             r = run_image(model, img, args.rate, variant)
-            r["image"] = path.name
+            r["image"] = name
             results.append(r)
             print(json.dumps(r), flush=True)
     summary = {}

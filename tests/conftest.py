@@ -32,6 +32,21 @@ def root() -> Path:
     return ROOT
 
 
+@pytest.fixture
+def image_folder(tmp_path):
+    """make({file name: (H, W, 3) uint8 array}) writes the images as PNG files into a new folder
+    under tmp_path and returns it: a stand-in for ../shared/data/kodak in command-line tests."""
+    from PIL import Image
+
+    def make(images: dict, name: str = "kodak") -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        for file_name, img in images.items():
+            Image.fromarray(img).save(folder / file_name)
+        return folder
+    return make
+
+
 @pytest.fixture(scope="session")
 def small_model_file():
     """(bytes, Model) of the small W16A16 random model, seed 0."""

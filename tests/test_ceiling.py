@@ -43,11 +43,8 @@ def test_ceiling_agrees_with_the_evaluation_and_bounds_it():
         ceiling.image_ceiling(model, img[:100], [0], steps=0)
 
 
-def test_ceiling_command_writes_json_and_the_results_section(tmp_path):
-    from PIL import Image
-    kodak = tmp_path / "kodak"
-    kodak.mkdir()
-    Image.fromarray(_image(64, 128)).save(kodak / "kodim01.png")
+def test_ceiling_command_writes_json_and_the_results_section(tmp_path, image_folder):
+    kodak = image_folder({"kodim01.png": _image(64, 128)})
     out = tmp_path / "ceiling.json"
     assert ceiling.main(["--checkpoint", str(CHECKPOINT), "--kodak", str(kodak), "--crop", "64",
                          "--steps", "2", "--out", str(out)]) == 0

@@ -63,3 +63,27 @@ def test_integer_decoders_identical_across_threads_and_implementations():
             assert np.array_equal(image, reference)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_command_line_runs_on_a_folder_and_rejects_bad_arguments(tmp_path, image, image_folder, capsys):
+    """refcodec.crossdevice on a one-image folder writes every variant's summary; a missing folder, a
+    crop that is not a multiple of 64 and a rate outside the model's are errors, not tracebacks."""
+    import json
+
+    checkpoint = Path(__file__).resolve().parents[1] / "models" / "float.pt"
+    kodak = image_folder({"kodim23.png": image})
+    out = tmp_path / "crossdevice.json"
+    assert crossdevice.main(["--checkpoint", str(checkpoint), "--kodak", str(kodak), "--crop", "0",
+                             "--images", "1", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert sorted(doc["summary"]) == ["float64", "threads", "ulp"]
+    assert all(s["images"] == 1 and s["elements"] > 0 for s in doc["summary"].values())
+    assert [r["image"] for r in doc["results"]] == ["kodim23.png"] * 3
+    assert crossdevice.main(["--checkpoint", str(checkpoint), "--kodak", str(tmp_path / "none"),
+                             "--out", str(tmp_path / "x.json")]) == 2
+    assert "no PNG images in" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+    for bad, message in ((["--crop", "100"], "--crop must be 0 or a positive multiple of 64"),
+                         (["--rate", "6"], "--rate one of 0..5"), (["--images", "0"], "--images must be at least 1")):
+        with pytest.raises(SystemExit):
+            crossdevice.main(["--checkpoint", str(checkpoint), "--kodak", str(kodak), *bad])
+        assert message in capsys.readouterr().err

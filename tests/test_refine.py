@@ -108,11 +108,8 @@ def test_encode_cli_refines(tmp_path, capsys):
     assert f"has rate points 0 to {NUM_RATES - 1}" in capsys.readouterr().err
 
 
-def test_measurement_command(tmp_path, capsys):
-    from PIL import Image
-    kodak = tmp_path / "kodak"
-    kodak.mkdir()
-    Image.fromarray(_image(64, 64)).save(kodak / "kodim01.png")
+def test_measurement_command(tmp_path, image_folder, capsys):
+    kodak = image_folder({"kodim01.png": _image(64, 64)})
     out = tmp_path / "refine.json"
     assert refine.main(["--checkpoint", str(CHECKPOINT), "--kodak", str(kodak), "--crop", "0",
                         "--steps", "4", "--out", str(out)]) == 0
