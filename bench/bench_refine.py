@@ -1,12 +1,13 @@
 """What the refining encoder buys per second spent: BD-rate against the plain encoder and WebP for a
 few refinement step counts (informative; the decoder and its model are the same for all).
 
-    python bench/bench_refine.py [--images N] [--crop C] [--steps 5 10 20 40] [--checkpoint CKPT]
+    python bench/bench_refine.py [--images N] [--crop C] [--steps 5 10 20 40] [--lr LR] [--checkpoint CKPT]
                                  [--threads T] [--json OUT.json]
     python bench/bench_refine.py --quick     # one 128x128 crop, steps 2 and 4: a smoke test
 
 For each of the first N Kodak images (whole, or centre crops) and each rate point, the latents are
-refined (refcodec.refine.refine_latents, Adam lr 0.0075, temperature annealed to 0 over the run)
+refined (refcodec.refine.refine_latents, Adam at --lr, by default refine's 0.0075, temperature
+annealed to 0 over the run)
 once per step count: a shorter run is its own schedule, not the start of a longer one. Rates are the
 float model's ideal code lengths of the rounded latents and PSNR is of the float model's 8-bit
 reconstruction, as the results page's float curve; WebP codes the same images with the qualities
@@ -32,12 +33,12 @@ sys.path.insert(0, str(ROOT))
 from refcodec.ceiling import experiment_images  # noqa: E402
 from refcodec.evaluate import ANCHORS, DEFAULT_KODAK, anchor_point, curve_bd_rate  # noqa: E402
 from refcodec.model import NUM_RATES, load_float_model  # noqa: E402
-from refcodec.refine import _curve, _point, refine_latents  # noqa: E402
+from refcodec.refine import DEFAULT_LR, _curve, _point, refine_latents  # noqa: E402
 
 ANCHOR = "WebP"
 
 
-def measure(model, images: dict, step_counts: list[int], log=print) -> dict:
+def measure(model, images: dict, step_counts: list[int], lr: float = DEFAULT_LR, log=print) -> dict:
     """{steps: {"seconds": mean per image and rate, "curve": mean curve}} for 0 (the plain encoder)
     and every count in step_counts, and WebP's curve on the same images."""
     points = {s: [] for s in [0] + step_counts}
@@ -50,7 +51,7 @@ def measure(model, images: dict, step_counts: list[int], log=print) -> dict:
         for rate in range(NUM_RATES):
             for steps in points:
                 t0 = time.perf_counter()
-                _, _, history = refine_latents(model, img, rate, steps)
+                _, _, history = refine_latents(model, img, rate, steps, lr)
                 seconds[steps].append(time.perf_counter() - t0)
                 best = min(history, key=lambda c: c[1])
                 per_steps[steps][rate] = _point(best[2], best[3], h * w)
@@ -85,14 +86,15 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=2, help="the first N Kodak images")
     ap.add_argument("--crop", type=int, default=0, help="centre crop size, a multiple of 64 (0: whole images)")
     ap.add_argument("--steps", type=int, nargs="+", default=[5, 10, 20, 40])
+    ap.add_argument("--lr", type=float, default=DEFAULT_LR, help="Adam's learning rate on the latents")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--quick", action="store_true", help="one 128x128 crop, steps 2 and 4")
     ap.add_argument("--json", type=Path, help="also write the measurements here")
     args = ap.parse_args(argv)
     if args.quick:
         args.images, args.crop, args.steps = 1, 128, [2, 4]
-    if args.images < 1 or any(s < 1 for s in args.steps):
-        ap.error("--images and every --steps must be at least 1")
+    if args.images < 1 or any(s < 1 for s in args.steps) or not args.lr > 0:
+        ap.error("--images and every --steps must be at least 1, --lr positive")
     images = experiment_images(ap, args)
     if not images:
         return 2
@@ -101,12 +103,12 @@ def main(argv=None) -> int:
     model = load_float_model(args.checkpoint).eval()
     steps = sorted(set(args.steps))
     print(f"{len(images)} Kodak image(s) {'whole' if not args.crop else f'{args.crop}x{args.crop} crops'}, "
-          f"{NUM_RATES} rate points, steps {steps}, {torch.get_num_threads()} torch threads, "
+          f"{NUM_RATES} rate points, steps {steps}, lr {args.lr:g}, {torch.get_num_threads()} torch threads, "
           f"checkpoint {args.checkpoint}", flush=True)
-    doc = measure(model, images, steps, log=lambda m: print(m, flush=True))
+    doc = measure(model, images, steps, args.lr, log=lambda m: print(m, flush=True))
     print("\n".join(table(doc)))
     if args.json:
-        args.json.write_text(json.dumps({"images": list(images), "crop": args.crop, **doc}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"images": list(images), "crop": args.crop, "lr": args.lr, **doc}, indent=1) + "\n")
     return 0
 
 
