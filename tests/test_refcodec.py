@@ -285,3 +285,34 @@ def test_relambda_moves_gain_units_by_interpolation_in_log_lambda(tmp_path):
     after = torch.load(path, weights_only=False)
     for key, value in before["model"].items():
         assert torch.allclose(after["model"][key], value, atol=1e-6), key
+
+
+
+def test_relambda_on_exported_weights_and_bad_files(tmp_path):
+    """tools/relambda.py also moves exported float16 weights (no optimiser state); a file that is not
+    a checkpoint, or lambdas of another count than the rate points, are errors without a traceback."""
+    import subprocess
+    import sys
+
+    from refcodec.train import export_weights
+
+    tool = [sys.executable, str(ROOT / "tools" / "relambda.py")]
+    path = tmp_path / "w.pt"
+    export_weights(FloatCodec(), path)
+    before = torch.load(path, weights_only=True)
+    lambdas = "0.0018,0.0035,0.0067,0.0130,0.0250,0.0483"
+    higher = "0.0036,0.0070,0.0134,0.0260,0.0500,0.0966"
+    subprocess.run(tool + [str(path), "--old", lambdas, "--new", higher], check=True, capture_output=True)
+    after = torch.load(path, weights_only=True)
+    assert after["log2_gain"].dtype == torch.float16
+    assert not torch.equal(after["log2_gain"], before["log2_gain"])
+    assert all(torch.equal(after[k], before[k]) for k in before if k not in ("log2_gain", "log2_inv_gain"))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    torch.save({"model": FloatCodec().state_dict(), "optimizer": {"state": {}, "param_groups": [{"params": [0, 1]}]}},
+               tmp_path / "partial.pt")  # an optimiser over two parameters: its indices are not the model's
+    for args, message in (([str(tmp_path / "junk.pt"), "--old", lambdas, "--new", lambdas], "cannot read"),
+                          ([str(tmp_path / "partial.pt"), "--old", lambdas, "--new", lambdas],
+                           "does not hold the model's 67 parameters in order"),
+                          ([str(path), "--old", "0.1,0.2", "--new", "0.1,0.3"], "has 6 rate points, --old and --new give 2")):
+        run = subprocess.run(tool + args, capture_output=True, text=True)
+        assert run.returncode == 1 and message in run.stderr and "Traceback" not in run.stderr

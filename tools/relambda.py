@@ -7,8 +7,9 @@ The gain and inverse-gain vector of each new rate point is interpolated linearly
 between those of the two nearest old points (extrapolated beyond the old range), so that training
 resumes near where the new lambdas will settle. In the Adam state of these two parameters the first
 moment is zeroed and the second interpolated the same way; every other tensor is unchanged. The
-file is rewritten in place after a copy to PATH.before-relambda. Then change LAMBDAS in
-refcodec/train.py to the new values and resume with --resume.
+file is rewritten in place after a copy to PATH.before-relambda. The file may be a training state
+(RUN_DIR/last.pt) or exported weights (models/float.pt, no optimiser state). Then change LAMBDAS in
+refcodec/train.py to the new values and resume with --resume (or --init for exported weights).
 """
 
 from __future__ import annotations
@@ -47,13 +48,30 @@ def main(argv=None):
     new = np.log([float(v) for v in args.new.split(",")])
     if len(old) != len(new) or np.any(np.diff(old) <= 0) or np.any(np.diff(new) <= 0):
         raise SystemExit("error: --old and --new need the same number of increasing lambdas")
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    shutil.copy(args.checkpoint, args.checkpoint.with_name(args.checkpoint.name + ".before-relambda"))
+    try:
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a missing file, or one that is not a torch checkpoint
+        raise SystemExit(f"error: cannot read {args.checkpoint} as a checkpoint: {exc}") from None
+    # A training state (refcodec.train's last.pt: model, optimizer, step) or exported weights alone.
+    weights = state.get("model", state) if isinstance(state, dict) else None
+    if not isinstance(weights, dict) or not {"log2_gain", "log2_inv_gain"} <= weights.keys():
+        raise SystemExit(f"error: {args.checkpoint} has no gain units (log2_gain, log2_inv_gain): not a "
+                         "refcodec checkpoint")
+    rows = weights["log2_gain"].shape[0]
+    if len(old) != rows:
+        raise SystemExit(f"error: the checkpoint has {rows} rate points, --old and --new give {len(old)}")
     names = [n for n, _ in FloatCodec().named_parameters()]
+    optimizer = state.get("optimizer") if "model" in state else None
+    if optimizer is not None and [i for g in optimizer["param_groups"] for i in g["params"]] != list(range(len(names))):
+        # refcodec.train's Adam holds every parameter, in named_parameters() order, in one group;
+        # with any other layout the indices below would name other tensors.
+        raise SystemExit(f"error: the optimiser of {args.checkpoint} does not hold the model's "
+                         f"{len(names)} parameters in order")
+    shutil.copy(args.checkpoint, args.checkpoint.with_name(args.checkpoint.name + ".before-relambda"))
     for key in ("log2_gain", "log2_inv_gain"):
-        state["model"][key] = interpolate(state["model"][key], old, new)
-        if "optimizer" in state:
-            adam = state["optimizer"]["state"][names.index(key)]
+        weights[key] = interpolate(weights[key].float(), old, new).to(weights[key].dtype)
+        adam = optimizer["state"].get(names.index(key)) if optimizer is not None else None
+        if adam:  # no moments yet for a parameter that has had no gradient
             adam["exp_avg"].zero_()
             adam["exp_avg_sq"].copy_(interpolate(adam["exp_avg_sq"], old, new).clamp_min(0))
     torch.save(state, args.checkpoint)
