@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from refcodec.ceiling import experiment_images  # noqa: E402
-from refcodec.evaluate import ANCHORS, DEFAULT_KODAK, anchor_point, curve_bd_rate  # noqa: E402
+from refcodec.evaluate import DEFAULT_KODAK, anchor_sweep, curve_bd_rate  # noqa: E402
 from refcodec.model import NUM_RATES, load_float_model  # noqa: E402
 from refcodec.refine import DEFAULT_LR, _curve, _point, refine_latents  # noqa: E402
 
@@ -59,8 +59,7 @@ def measure(model, images: dict, step_counts: list[int], lr: float = DEFAULT_LR,
                 f"{s}: {per_steps[s][rate]['bpp']:.4f} bpp {per_steps[s][rate]['psnr']:.2f} dB" for s in points))
         for steps in points:
             points[steps].append(per_steps[steps])
-        fmt, options, qualities = ANCHORS[ANCHOR]
-        anchor.append({q: dict(zip(("bpp", "psnr"), anchor_point(img, fmt, options, q))) for q in qualities})
+        anchor.append(anchor_sweep(img, ANCHOR))
     return {"anchor": ANCHOR, "anchor_curve": _curve(anchor),
             "runs": {s: {"seconds": float(np.mean(seconds[s])), "curve": _curve(points[s])} for s in points}}
 
@@ -93,8 +92,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.images, args.crop, args.steps = 1, 128, [2, 4]
-    if args.images < 1 or any(s < 1 for s in args.steps) or not args.lr > 0:
-        ap.error("--images and every --steps must be at least 1, --lr positive")
+    if any(s < 1 for s in args.steps) or not args.lr > 0:
+        ap.error("every --steps must be at least 1 and --lr positive")
     images = experiment_images(ap, args)
     if not images:
         return 2

@@ -51,9 +51,12 @@ def kodak_images(folder: Path, count: int, crop: int) -> dict:
 
 
 def experiment_images(ap, args) -> dict:
-    """kodak_images for an experiment's command line (--kodak, --images, --crop; this module's and
-    refcodec.refine's): a usage error for a --crop that is not 0 or a multiple of 64; empty, after
-    an error message, when the folder has no PNG images."""
+    """kodak_images for an experiment's command line (--kodak, --images, --crop; this module's,
+    refcodec.refine's, refcodec.crossdevice's and bench/bench_refine.py's): a usage error for
+    --images below 1 or a --crop that is not 0 or a multiple of 64; empty, after an error message,
+    when the folder has no PNG images."""
+    if args.images < 1:
+        ap.error(f"--images must be at least 1, got {args.images}")
     if args.crop < 0 or args.crop % 64:
         ap.error(f"--crop must be 0 or a positive multiple of 64, got {args.crop}")
     images = kodak_images(args.kodak, args.images, args.crop)
@@ -148,8 +151,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=300, help="Adam steps of the optimised synthesis input")
     ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = ap.parse_args(argv)
-    if args.images < 1 or args.steps < 0:
-        ap.error("--images must be at least 1 and --steps at least 0")
+    if args.steps < 0:
+        ap.error("--steps must be at least 0")
     images = experiment_images(ap, args)
     if not images:
         return 2

@@ -90,6 +90,12 @@ def anchor_point(img: np.ndarray, fmt: str, options: dict, quality: int):
     return 8 * len(data) / (img.shape[0] * img.shape[1]), psnr(rec, img)
 
 
+def anchor_sweep(img: np.ndarray, codec: str) -> dict:
+    """{quality: {"bpp", "psnr"}} of one of ANCHORS over its quality sweep, for one image."""
+    fmt, options, qualities = ANCHORS[codec]
+    return {q: dict(zip(("bpp", "psnr"), anchor_point(img, fmt, options, q))) for q in qualities}
+
+
 def mean_curve(points):
     """Average bpp and PSNR over images for each setting (the usual Kodak convention)."""
     by_setting = {}

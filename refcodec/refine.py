@@ -39,7 +39,7 @@ from refdec.model_file import load_model
 
 from .ceiling import experiment_images, write_experiment
 from .codec import analyse, analysis_latents, encode_latents, encoder_reconstruction, image_tensor, psnr, round_latents
-from .evaluate import ANCHORS, DEFAULT_KODAK, anchor_point, curve_bd_rate, float_latent_cost
+from .evaluate import DEFAULT_KODAK, anchor_sweep, curve_bd_rate, float_latent_cost
 from .model import NUM_RATES, FloatCodec, checkpoint_record, load_float_model, mixture_likelihood
 from .train import LAMBDAS
 
@@ -186,8 +186,7 @@ def measure(model: FloatCodec, int_model, images: dict, steps: int, lr: float, l
                 f"{pts['float plain'][rate]['psnr']:.2f} dB -> {pts['float refined'][rate]['bpp']:.4f} bpp "
                 f"{pts['float refined'][rate]['psnr']:.2f} dB (float model; {seconds:.0f} s)")
         for codec in ANCHOR_CODECS:
-            fmt, options, qualities = ANCHORS[codec]
-            pts[codec] = {q: dict(zip(("bpp", "psnr"), anchor_point(img, fmt, options, q))) for q in qualities}
+            pts[codec] = anchor_sweep(img, codec)
         for c in CURVES:
             curves_in[c].append(pts[c])
         per_image[name] = rows
@@ -240,8 +239,8 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=DEFAULT_LR)
     ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = ap.parse_args(argv)
-    if args.images < 1 or args.steps < 1 or not args.lr > 0:
-        ap.error("--images and --steps must be at least 1 and --lr positive")
+    if args.steps < 1 or not args.lr > 0:
+        ap.error("--steps must be at least 1 and --lr positive")
     images = experiment_images(ap, args)
     if not images:
         return 2
