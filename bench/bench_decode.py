@@ -20,9 +20,9 @@ For a 768x512 and a 3840x2160 image it prints, in a plain-text table:
   time) as a fraction of it.
 
 The model is the committed test model (refdec/models/*.npz) if there is one,
-else refdec.random_model.random_model(seed, channels=REFERENCE_CHANNELS). The
-latents are refdec.random_model.random_latents with small scales (mostly zeros,
-like a real low-rate image), encoded once with refdec.encoder.encode_latents
+else refdec.generators.random_model.random_model(seed, channels=REFERENCE_CHANNELS). The
+latents are refdec.generators.random_model.random_latents with small scales (mostly zeros,
+like a real low-rate image), encoded once with refdec.generators.encoder.encode_latents
 and cached in a temporary folder; encoding is not timed.
 
 --quick runs the same code on small images (a smoke test that a test suite can
@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,7 +64,7 @@ def model_source(seed: int):
     committed = sorted((REPO / "refdec" / "models").glob("*.npz"))
     if committed:
         return committed[0], f"committed model {committed[0].relative_to(REPO)}"
-    from refdec.random_model import REFERENCE_CHANNELS, random_model
+    from refdec.generators.random_model import REFERENCE_CHANNELS, random_model
 
     path = CACHE_DIR / f"random_model_ref_seed{seed}.npz"
     if not path.exists():
@@ -81,8 +80,8 @@ def stream_for(model_path: Path, width: int, height: int, rate: int, seed: int, 
     mid = model_id_of(model_path.read_bytes()).hex()
     path = CACHE_DIR / f"{mid}_{width}x{height}_r{rate}_s{seed}_y{y_scale:g}_z{z_scale:g}.rdc"
     if not path.exists():
-        from refdec.encoder import encode_latents
-        from refdec.random_model import random_latents
+        from refdec.generators.encoder import encode_latents
+        from refdec.generators.random_model import random_latents
 
         model = load_model(model_path)
         t = time.perf_counter()
@@ -212,8 +211,8 @@ def child_case(model_path: str, stream_path: str, runs: int, band_rows: int | No
     timers.wrap(latent, "_decode_elements", "y_range")
 
     # Warm-up on a tiny stream of the same model: builds the model's cached weight matrices.
-    from refdec.encoder import encode_latents
-    from refdec.random_model import random_latents
+    from refdec.generators.encoder import encode_latents
+    from refdec.generators.random_model import random_latents
 
     z, y = random_latents(model, 64, 64, seed=1, y_scale=0.3, z_scale=1.0)
     decode(encode_latents(model, z, y, 0, 64, 64), model)

@@ -18,10 +18,10 @@ from PIL import Image
 
 from refdec import constants as K
 from refdec.bitstream import Header, write_header
-from refdec.encoder import EncodeError, encode_escape_payload, encode_z, z_symbols
+from refdec.generators.encoder import EncodeError, encode_escape_payload, encode_z, z_symbols
 from refdec.latent import wavefronts
 from refdec.model_file import Model
-from refdec.range_encoder import RangeEncoder
+from refdec.generators.range_encoder import RangeEncoder
 
 from . import int_decoder
 from .model import FloatCodec

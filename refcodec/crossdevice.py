@@ -26,14 +26,13 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from refdec import constants as K
 from refdec.latent import wavefronts
 from refdec.range_decoder import RangeDecoder
-from refdec.range_encoder import RangeEncoder
+from refdec.generators.range_encoder import RangeEncoder
 
 from .ceiling import experiment_images
 from .codec import analyse

@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 import sys
 import time
@@ -71,10 +70,11 @@ import torch.nn.functional as F
 
 from refdec import constants as K
 from refdec.architecture import CONTEXT, GATHER, HYPER_SYNTHESIS, LAYERS, SYNTHESIS
-from refdec.encoder import entropy_parameters
+from refdec.generators.encoder import entropy_parameters
 from refdec.entropy import coding_windows, cumulative_frequencies, mixture_parameters
 from refdec.hyper import hyper_synthesis
-from refdec.model_file import Layer, Model, input_bounds, model_id_of, parse_model, serialize_model
+from refdec.model_file import Layer, Model, input_bounds, model_id_of, parse_model
+from refdec.generators.model_writer import serialize_model
 from refdec.synthesis import inverse_gain, synthesize
 
 from .codec import escape_payload_bits

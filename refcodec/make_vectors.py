@@ -6,10 +6,10 @@
 For every model file (default: refdec/models/*.npz) it writes, into --out:
 
 * ``streams/<id>.rdc``: valid streams crafted in the latent domain with refdec's informative
-  encoder (refdec.encoder.encode_latents): every rate index, 1x1, odd sizes, tall and wide
+  encoder (refdec.generators.encoder.encode_latents): every rate index, 1x1, odd sizes, tall and wide
   strips, several hyper-latent positions, zero / extreme / wide latents and the escape path;
   and invalid streams derived from a valid one (header, model and payload errors of clause
-  11.2, the payload errors crafted with refdec.range_encoder.RangeEncoder);
+  11.2, the payload errors crafted with refdec.generators.range_encoder.RangeEncoder);
 * ``golden/<id>.png``: the samples decoded by refcodec.int_decoder (the golden decoder);
 * ``models/<name>.npz``: the model files, plus deliberately invalid ones for the model-group
   errors;
@@ -41,18 +41,20 @@ import PIL
 from refdec import constants as K
 from refdec.architecture import causal_mask, padded_sizes
 from refdec.bitstream import HEADER_SIZE
-from refdec.conformance import (MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, STAGE_ORDER, dumps_canonical,
-                                png_bytes, readme_text, sample_hash, sha256_hex, stage_hash, validate_manifest)
-from refdec.decoder import ModelStore
+from refdec.stages import STAGE_ORDER
+from refdec.conformance.hashes import sample_hash, sha256_hex, stage_hash
+from refdec.conformance.images import png_bytes
+from refdec.conformance.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, dumps_canonical, readme_text, validate_manifest
+from refdec.model_file import ModelStore
 from refdec.decoder import decode as refdec_decode
-from refdec.encoder import encode_latents, encode_value, entropy_parameters, forward_integer, y_symbols, z_symbols
+from refdec.generators.encoder import encode_latents, encode_value, entropy_parameters, forward_integer, y_symbols, z_symbols
 from refdec.entropy import coding_windows, mixture_parameters
 from refdec.errors import ALL_ERRORS, RefdecError
 from refdec.hyper import hyper_synthesis
-from refdec.invalid_models import invalid_models, tiny_base_model
-from refdec.model_file import model_arrays, model_id_of, parse_model, serialize_model
-from refdec.random_model import random_latents
-from refdec.range_encoder import RANGE_BOTTOM, RangeEncoder
+from refdec.generators.invalid_models import invalid_models, tiny_base_model
+from refdec.model_file import model_id_of, parse_model
+from refdec.generators.random_model import random_latents
+from refdec.generators.range_encoder import RANGE_BOTTOM, RangeEncoder
 
 from . import vector_stats
 
@@ -126,7 +128,7 @@ class ModelEntry:
 
 def invalid_model_entries() -> list[ModelEntry]:
     """Model files that fail clause 9 validation, one per check of refdec.model_file, derived from
-    a tiny valid model (refdec.invalid_models): the model-group vectors."""
+    a tiny valid model (refdec.generators.invalid_models): the model-group vectors."""
     out = []
     for m in invalid_models(tiny_base_model()):
         out.append(ModelEntry(f"invalid-{m.name}", m.data, None, m.description, m.expected_error, m.clause))
@@ -203,7 +205,7 @@ def latents_accumulator_peaks(seed):
 
 def clamps_reached(model, z, y, rate) -> set:
     """(layer, side) of every activation clamp that the latents reach, by the whole-tensor integer
-    forward pass (refdec.encoder.forward_integer)."""
+    forward pass (refdec.generators.encoder.forward_integer)."""
     w, h = 16 * y.shape[2], 16 * y.shape[1]
     stages = forward_integer(model, z, y, rate, w, h)
     out = set()

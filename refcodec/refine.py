@@ -34,7 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from refdec.decoder import ModelStore, decode
+from refdec.decoder import decode
+
+from refdec.model_file import ModelStore
 from refdec.model_file import load_model
 
 from .ceiling import experiment_images, write_experiment

@@ -6,7 +6,9 @@ hyper (7.3, 7.4) -> entropy, latent, symbols (7.5-7.10) -> synthesis (7.11-7.13)
 tied together by decoder (7.1).
 """
 
-from .decoder import Decoded, ModelStore, decode
+from .decoder import Decoded, decode
+
+from .model_file import ModelStore
 from .errors import RefdecError
 from .model_file import Model, load_model, parse_model
 

@@ -23,12 +23,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from .architecture import padded_sizes
 from .bitstream import parse_header
-from .decoder import ModelStore, decode
+from .decoder import decode
+from .model_file import ModelStore
 from .errors import ModelError, RefdecError, UnknownModel
+from .conformance.runner import CheckUsageError, add_arguments, positive_int, run as run_check
+from .conformance.hashes import sample_bytes
+from .conformance.images import png_bytes
+from .conformance.manifest import ManifestError
+from .conformance.traces import write_trace
 from .synthesis import DEFAULT_BAND_ROWS
 
 PROG = "refdec"
@@ -49,17 +54,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-def positive_int(text: str) -> int:
-    """Non-normative: argparse type for integers >= 1 (also used by refdec.check)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
 
 def _read_input(path: str) -> bytes:
     if path == "-":
@@ -96,29 +90,6 @@ def _os_error_message(exc: OSError) -> str:
 
 # --- decode -------------------------------------------------------------------------------
 
-def raw_planar_bytes(image: np.ndarray) -> bytes:
-    """Clause 11.4: the canonical bytes of a decoded image, uint8 planar R, G, B, row-major."""
-    return np.ascontiguousarray(image, dtype=np.uint8).tobytes()
-
-
-def _write_png(image: np.ndarray, out) -> None:
-    from PIL import Image
-
-    Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0), dtype=np.uint8)).save(out, format="PNG")
-
-
-def write_trace(stages: dict, directory) -> list[Path]:
-    """Clause 11.3: one STAGE.npy per stage tensor in `directory` (created if needed)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, arr in stages.items():
-        path = directory / f"{name}.npy"
-        np.save(path, np.ascontiguousarray(arr, dtype=np.int32), allow_pickle=False)
-        written.append(path)
-    return written
-
-
 def _cmd_decode(args) -> int:
     stream = _read_input(args.input)
     store = _model_store(args.model)
@@ -128,14 +99,14 @@ def _cmd_decode(args) -> int:
     if args.output == "-":
         out = sys.stdout.buffer
         if args.raw:
-            out.write(raw_planar_bytes(result.image))
+            out.write(sample_bytes(result.image))
         else:
-            _write_png(result.image, out)
+            out.write(png_bytes(result.image))
         out.flush()
     elif args.raw:
-        Path(args.output).write_bytes(raw_planar_bytes(result.image))
+        Path(args.output).write_bytes(sample_bytes(result.image))
     else:
-        _write_png(result.image, args.output)
+        Path(args.output).write_bytes(png_bytes(result.image))
     if args.trace_dir is not None:
         write_trace(result.stages, args.trace_dir)
     if not args.quiet:
@@ -227,18 +198,13 @@ def _add_info(subparsers) -> None:
 # --- check --------------------------------------------------------------------------------
 
 def _cmd_check(args) -> int:
-    from .check import CheckUsageError, run
-    from .conformance import ManifestError
-
     try:
-        return run(args)
+        return run_check(args)
     except (CheckUsageError, ManifestError) as exc:
         raise UsageError(str(exc)) from None
 
 
 def _add_check(subparsers) -> None:
-    from .check import add_arguments
-
     p = subparsers.add_parser("check", help="check a decoder against the conformance vectors (clause 11.5)",
                               description="Check refdec, another decoder (--decoder) or outputs made elsewhere "
                                           "(--outputs) against a conformance vector set (spec clause 11.5). "

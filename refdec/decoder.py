@@ -3,66 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from .architecture import padded_sizes
 from .bitstream import HEADER_SIZE, Header, parse_header
-from .errors import RateIndexOutOfRange, UnknownModel
+from .errors import RateIndexOutOfRange
 from .hyper import decode_z, hyper_synthesis
 from .latent import Trace, decode_y
 from .marks import informative
-from .model_file import Model, load_model
+from .model_file import Model, ModelStore
 from .range_decoder import RangeDecoder
 from .synthesis import DEFAULT_BAND_ROWS, crop, inverse_gain, synthesize
-
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models"
-
-
-class ModelStore:
-    """Non-normative: the model files a decoder has, found by model id (clause 6.2, check 6).
-
-    Files are hashed when the store is built and parsed (validated) only when a
-    stream asks for them.
-    """
-
-    def __init__(self, paths=()):
-        self._paths: dict[bytes, Path] = {}
-        self._models: dict[bytes, Model] = {}
-        for p in paths:
-            self.add_path(p)
-
-    def add_path(self, path) -> None:
-        path = Path(path)
-        files = sorted(path.glob("*.npz")) if path.is_dir() else [path]
-        from .model_file import model_id_of
-
-        for f in files:
-            self._paths.setdefault(model_id_of(f.read_bytes()), f)
-
-    @informative
-    def add(self, model: Model) -> None:
-        """Informative: make a parsed model available (library use: tools, tests)."""
-        self._models[model.model_id] = model
-
-    def get(self, model_id: bytes) -> Model:
-        if model_id in self._models:
-            return self._models[model_id]
-        if model_id not in self._paths:
-            ids = [k.hex() for k in sorted(set(self._paths) | set(self._models))]
-            known = ", ".join(ids[:4]) + (f" and {len(ids) - 4} more" if len(ids) > 4 else "")
-            raise UnknownModel(f"no model file with id {model_id.hex()} (known: {known or 'none'})", offset=11)
-        model = load_model(self._paths[model_id])
-        self._models[model_id] = model
-        return model
-
-    @classmethod
-    @informative
-    def default(cls) -> "ModelStore":
-        """Informative: the models shipped with refdec (the CLI's default)."""
-        return cls([DEFAULT_MODEL_DIR] if DEFAULT_MODEL_DIR.is_dir() else [])
-
 
 @informative
 def _as_store(models: ModelStore | Model) -> ModelStore:

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import constants as K
 from .architecture import BY_NAME, CONTEXT, GATHER, HYPER_SYNTHESIS, LAYER_NAMES, OUTPUT_LAYER, SYNTHESIS, causal_mask
-from .errors import AccumulatorOverflowRisk, ModelFormatError, ModelShapeError, ModelValueError
+from .errors import AccumulatorOverflowRisk, ModelFormatError, ModelShapeError, ModelValueError, UnknownModel
 from .marks import informative
 
 # Clause 9.1: container limits, checked before any member is read.
@@ -494,43 +494,49 @@ def load_model(path) -> Model:
     return parse_model(data, where=str(path))
 
 
-# --- Informative: writing model files -------------------------------------------------
+# --- Clause 6.2 check 6: the model files a decoder has ---------------------------------------
 
-@informative
-def _npy_bytes(arr: np.ndarray) -> bytes:
-    """Informative: one array in the .npy format, version 1.0 (clause 9.1)."""
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, np.ascontiguousarray(arr), version=(1, 0), allow_pickle=False)
-    return buf.getvalue()
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models"
 
 
 @informative
-def serialize_model(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
-    """Informative: the canonical bytes of a model file (sorted members, fixed timestamps),
-    so that the same parameters always give the same file and the same model id."""
-    members = {"header": np.frombuffer(json.dumps(header, sort_keys=True, indent=1).encode(), dtype=np.uint8)}
-    members.update(arrays)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        for name in sorted(members):
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, _npy_bytes(members[name]), compresslevel=9)
-    return buf.getvalue()
+class ModelStore:
+    """Non-normative: the model files a decoder has, found by model id (clause 6.2, check 6).
 
+    Files are hashed when the store is built and parsed (validated) only when a
+    stream asks for them.
+    """
 
-@informative
-def model_arrays(model: Model) -> dict[str, np.ndarray]:
-    """Informative: the clause 9.3 arrays of a parsed model, with their file dtypes."""
-    wdtype = np.int16 if model.header["weight_bits"] == 16 else np.int8
-    arrays = {}
-    for name, layer in model.layers.items():
-        arrays[f"{name}.weight"] = layer.weight.astype(wdtype)
-        arrays[f"{name}.bias"] = layer.bias.astype(np.int32)
-        arrays[f"{name}.shift"] = layer.shift.astype(np.uint8)
-    arrays["inv_gain"] = model.inv_gain.astype(np.int32)
-    arrays["z_lo"] = model.z_lo.astype(np.int32)
-    arrays["z_count"] = model.z_count.astype(np.int32)
-    arrays["z_cdf"] = model.z_cdf.astype(np.int32)
-    return arrays
+    def __init__(self, paths=()):
+        self._paths: dict[bytes, Path] = {}
+        self._models: dict[bytes, Model] = {}
+        for p in paths:
+            self.add_path(p)
+
+    def add_path(self, path) -> None:
+        path = Path(path)
+        files = sorted(path.glob("*.npz")) if path.is_dir() else [path]
+        for f in files:
+            self._paths.setdefault(model_id_of(f.read_bytes()), f)
+
+    @informative
+    def add(self, model: Model) -> None:
+        """Informative: make a parsed model available (library use: tools, tests)."""
+        self._models[model.model_id] = model
+
+    def get(self, model_id: bytes) -> Model:
+        if model_id in self._models:
+            return self._models[model_id]
+        if model_id not in self._paths:
+            ids = [k.hex() for k in sorted(set(self._paths) | set(self._models))]
+            known = ", ".join(ids[:4]) + (f" and {len(ids) - 4} more" if len(ids) > 4 else "")
+            raise UnknownModel(f"no model file with id {model_id.hex()} (known: {known or 'none'})", offset=11)
+        model = load_model(self._paths[model_id])
+        self._models[model_id] = model
+        return model
+
+    @classmethod
+    @informative
+    def default(cls) -> "ModelStore":
+        """Informative: the models shipped with refdec (the CLI's default)."""
+        return cls([DEFAULT_MODEL_DIR] if DEFAULT_MODEL_DIR.is_dir() else [])

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from anywhere, without installing the package
     sys.path.insert(0, str(ROOT))
 
-from refdec.random_model import REFERENCE_CHANNELS, random_model  # noqa: E402
+from refdec.generators.random_model import REFERENCE_CHANNELS, random_model  # noqa: E402
 
 SPEC_DIR = ROOT / "spec"
 REFDEC_DIR = ROOT / "refdec"

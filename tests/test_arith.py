@@ -253,7 +253,7 @@ def test_winograd_equals_literal_clause_4_5(small_model, name, rows, cols):
 def test_winograd_is_exact_at_the_accumulator_bound():
     """Inputs that drive every output channel of a reference-size layer to +-its clause 9.5 bound
     (the largest partial sums Winograd's transforms can produce): still equal to im2col."""
-    from refdec.random_model import REFERENCE_CHANNELS, random_model
+    from refdec.generators.random_model import REFERENCE_CHANNELS, random_model
     _, model = random_model(3, channels=REFERENCE_CHANNELS)
     for name in ("synthesis.3", "synthesis.4"):
         layer = model.layers[name]

@@ -21,9 +21,11 @@ import pytest
 
 from conftest import ROOT, SPEC_DIR
 from refdec import cli
-from refdec.conformance import (LATENT_STAGES, STAGE_ORDER, ManifestError, compare_samples, diagnose_hashes,
-                                diagnose_trace, load_manifest, png_bytes, read_png, sample_hash, stage_hash,
-                                validate_manifest)
+from refdec.stages import LATENT_STAGES, STAGE_ORDER
+from refdec.conformance.diagnosis import compare_samples, diagnose_hashes, diagnose_trace
+from refdec.conformance.hashes import sample_hash, stage_hash
+from refdec.conformance.images import png_bytes, read_png
+from refdec.conformance.manifest import ManifestError, load_manifest, validate_manifest
 from refdec.errors import ALL_ERRORS
 
 EXAMPLE_MODEL = ROOT / "examples" / "random_small.npz"
@@ -351,7 +353,8 @@ def test_wrong_synthesis_layer_fails_with_sample_statistics(vectors, tmp_path, c
 
 
 def _refdec_outputs(vectors, folder, ids, raw=()):
-    from refdec.decoder import ModelStore, decode
+    from refdec.decoder import decode
+    from refdec.model_file import ModelStore
 
     folder.mkdir(parents=True, exist_ok=True)
     store = ModelStore([vectors / "models"])
@@ -400,7 +403,7 @@ def test_outputs_with_a_tampered_png(vectors, tmp_path, capsys):
 
 
 def test_outputs_with_a_wrong_trace_element(vectors, tmp_path, capsys):
-    from refdec.cli import write_trace
+    from refdec.conformance.traces import write_trace
 
     outs = tmp_path / "outs"
     decoded = _refdec_outputs(vectors, outs, ["escape-33x65"])

@@ -16,9 +16,10 @@ from PIL import Image
 
 from refdec.cli import main
 from refdec.decoder import decode
-from refdec.encoder import encode_latents
-from refdec.model_file import model_arrays, model_id_of, serialize_model
-from refdec.random_model import random_latents, random_model
+from refdec.generators.encoder import encode_latents
+from refdec.model_file import model_id_of
+from refdec.generators.model_writer import model_arrays, serialize_model
+from refdec.generators.random_model import random_latents, random_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ERROR_LINE = re.compile(r"^refdec: error: \S.*$")

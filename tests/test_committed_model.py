@@ -10,7 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from refdec.decoder import ModelStore, decode  # noqa: E402
+from refdec.decoder import decode  # noqa: E402
+
+from refdec.model_file import ModelStore
 from refdec.model_file import load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from refdec.decoder import decode  # noqa: E402
-from refdec.random_model import random_latents, random_model  # noqa: E402
-from refdec.encoder import encode_latents  # noqa: E402
+from refdec.generators.random_model import random_latents, random_model  # noqa: E402
+from refdec.generators.encoder import encode_latents  # noqa: E402
 
 from refcodec import crossdevice, int_decoder  # noqa: E402
 from refcodec.model import FloatCodec  # noqa: E402

@@ -18,11 +18,13 @@ import pytest
 
 from refdec import constants as K
 from refdec import errors as E
-from refdec.decoder import ModelStore, decode
-from refdec.encoder import encode_latents
-from refdec.model_file import model_arrays, model_id_of, parse_model, serialize_model
-from refdec.random_model import random_latents, random_model
-from refdec.range_encoder import RangeEncoder
+from refdec.decoder import decode
+from refdec.model_file import ModelStore
+from refdec.generators.encoder import encode_latents
+from refdec.model_file import model_id_of, parse_model
+from refdec.generators.model_writer import model_arrays, serialize_model
+from refdec.generators.random_model import random_latents, random_model
+from refdec.generators.range_encoder import RangeEncoder
 
 # Clause 9.2 / 9.4 maxima (from refdec.constants where it names them).
 MAX_SHIFT = getattr(K, "MAX_SHIFT", 31)
@@ -212,7 +214,7 @@ def test_unknown_model(small):
     with pytest.raises(E.UnknownModel, match=r"\(known: none\)"):
         decode(stream, ModelStore())
     # A large store is summarised: four ids and a count, not a wall of hex.
-    from refdec.random_model import random_model
+    from refdec.generators.random_model import random_model
 
     store = ModelStore()
     for seed in range(10, 16):

@@ -17,7 +17,8 @@ def test_make_examples_reproduces_committed_files(tmp_path):
 
 
 def test_example_streams_decode():
-    from refdec.decoder import ModelStore, decode
+    from refdec.decoder import decode
+    from refdec.model_file import ModelStore
 
     store = ModelStore([ROOT / "examples"])
     for stream in sorted((ROOT / "examples").glob("*.rdc")):

@@ -31,10 +31,12 @@ import pytest
 from refdec import errors as E
 from refdec.architecture import LAYER_NAMES, padded_sizes
 from refdec.bitstream import HEADER_SIZE, parse_header
-from refdec.decoder import ModelStore, decode
-from refdec.encoder import encode_latents
-from refdec.model_file import Model, model_arrays, parse_model
-from refdec.random_model import random_latents, random_model
+from refdec.decoder import decode
+from refdec.model_file import ModelStore
+from refdec.generators.encoder import encode_latents
+from refdec.model_file import Model, parse_model
+from refdec.generators.model_writer import model_arrays
+from refdec.generators.random_model import random_latents, random_model
 
 BASE_SEED = int(os.environ.get("REFDEC_FUZZ_SEED", "20250101"))
 SCALE = float(os.environ.get("REFDEC_FUZZ_SCALE", "1"))

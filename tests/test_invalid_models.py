@@ -1,4 +1,4 @@
-"""Informative generator refdec.invalid_models: one invalid model file per check of clause 9
+"""Informative generator refdec.generators.invalid_models: one invalid model file per check of clause 9
 (refdec/model_file.py), each rejected with its error class; deterministic; and together with the
 tiny base model they reach every line and branch of refdec/model_file.py that file bytes can reach."""
 
@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from refdec.errors import ALL_ERRORS, ModelError
-from refdec.invalid_models import InvalidModel, invalid_models, tiny_base_model
+from refdec.generators.invalid_models import InvalidModel, invalid_models, tiny_base_model
 from refdec.marks import COVERAGE_EXCLUDE
 from refdec.model_file import parse_model
 

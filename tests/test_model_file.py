@@ -19,9 +19,9 @@ from refdec import model_file
 from refdec.architecture import CONTEXT, LAYER_NAMES, causal_mask
 from refdec.errors import (AccumulatorOverflowRisk, ModelError, ModelFormatError, ModelShapeError,
                            ModelValueError)
-from refdec.model_file import (_npy_bytes, input_bounds, load_model, model_arrays, model_id_of, parse_model,
-                               serialize_model)
-from refdec.random_model import SMALL_CHANNELS, random_model
+from refdec.model_file import input_bounds, load_model, model_id_of, parse_model
+from refdec.generators.model_writer import _npy_bytes, model_arrays, serialize_model
+from refdec.generators.random_model import SMALL_CHANNELS, random_model
 
 LIMIT = 1 << 31
 
@@ -300,7 +300,7 @@ def test_format_errors(base, small_model_file, case):
     elif case == "description_not_string":
         header["description"] = 7
     elif case == "provenance_not_object":
-        header["provenance"] = "refdec.random_model"
+        header["provenance"] = "refdec.generators.random_model"
     elif case == "act_exponents_not_object":
         header["act_exponents"] = [1, 2, 3]
     elif case == "act_exponents_float":

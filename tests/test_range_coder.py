@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from refdec.errors import InvalidRangeState, PayloadTruncated, TrailingPayloadBytes
 from refdec.range_decoder import RangeDecoder
-from refdec.range_encoder import MASK32, RangeEncoder
+from refdec.generators.range_encoder import MASK32, RangeEncoder
 
 ONE = 1 << 16
 
@@ -59,7 +59,7 @@ def decode_all(data, items, check_state=True):
 
 
 class ReferenceEncoder:
-    """Annex A.2 transcribed literally (independent of refdec.range_encoder)."""
+    """Annex A.2 transcribed literally (independent of refdec.generators.range_encoder)."""
 
     def __init__(self):
         self.low, self.range, self.cache, self.pending, self.out = 0, 2 ** 32 - 1, 0, 0, []

@@ -8,7 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from refdec import constants as K  # noqa: E402
-from refdec.model_file import parse_model, serialize_model  # noqa: E402
+from refdec.model_file import parse_model  # noqa: E402
+from refdec.generators.model_writer import serialize_model
 
 from refcodec import integerise as integ  # noqa: E402
 from refcodec.model import FloatCodec  # noqa: E402

@@ -13,7 +13,8 @@ from refcodec import refine  # noqa: E402
 from refcodec.codec import analyse, decode_torch, encode_image, encoder_reconstruction  # noqa: E402
 from refcodec.evaluate import float_point  # noqa: E402
 from refcodec.model import NUM_RATES, load_float_model  # noqa: E402
-from refdec.decoder import ModelStore, decode  # noqa: E402
+from refdec.decoder import decode  # noqa: E402
+from refdec.model_file import ModelStore
 from refdec.model_file import load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

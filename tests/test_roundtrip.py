@@ -13,16 +13,17 @@ import numpy as np
 import pytest
 
 from refdec import constants as K
-from refdec import encoder as encoder_module
+from refdec.generators import encoder as encoder_module
 from refdec.architecture import causal_mask, padded_sizes
 from refdec.arith import clip3, round2
-from refdec.decoder import ModelStore, decode
-from refdec.encoder import EncodeError, encode_latents, forward_integer
+from refdec.decoder import decode
+from refdec.model_file import ModelStore
+from refdec.generators.encoder import EncodeError, encode_latents, forward_integer
 from refdec.entropy import (MixtureParameters, coding_windows, context_taps, cumulative_frequencies,
                             mixture_parameters)
 from refdec.errors import LatentOutOfRange
 from refdec.latent import wavefronts
-from refdec.random_model import random_latents
+from refdec.generators.random_model import random_latents
 from refdec.synthesis import inverse_gain, synthesize
 from refdec.tables import INV_SCALE, PHI, SCALE_Q
 

@@ -15,7 +15,8 @@ import pytest
 
 from conftest import ROOT
 from refdec import cli
-from refdec.conformance import load_manifest, read_png
+from refdec.conformance.images import read_png
+from refdec.conformance.manifest import load_manifest
 
 VECTORS = ROOT / "vectors"
 PY = sys.executable

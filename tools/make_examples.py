@@ -9,8 +9,8 @@ conformance vectors proper live in vectors/ (made from the trained model).
 import sys
 from pathlib import Path
 
-from refdec.encoder import encode_latents
-from refdec.random_model import random_latents, random_model
+from refdec.generators.encoder import encode_latents
+from refdec.generators.random_model import random_latents, random_model
 
 EXAMPLES = [("tiny_64x64_r0", 64, 64, 0), ("odd_100x37_r5", 100, 37, 5), ("strip_1x130_r2", 1, 130, 2)]
 

@@ -69,8 +69,11 @@ def main(argv=None) -> int:
         cov.exclude(pattern)
     cov.start()
 
-    from refdec.conformance import load_manifest, sample_hash  # noqa: E402
-    from refdec.decoder import ModelStore, decode  # noqa: E402
+    from refdec.conformance.hashes import sample_hash  # noqa: E402
+
+    from refdec.conformance.manifest import load_manifest  # noqa: E402
+    from refdec.decoder import decode  # noqa: E402
+    from refdec.model_file import ModelStore
     from refdec.errors import RefdecError  # noqa: E402
 
     manifest = load_manifest(args.vectors)

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import constants as K
-from .architecture import BY_NAME, CONTEXT, GATHER, HYPER_SYNTHESIS, LAYER_NAMES, LAYERS, OUTPUT_LAYER, SYNTHESIS, \
+from .. import constants as K
+from ..architecture import BY_NAME, CONTEXT, GATHER, HYPER_SYNTHESIS, LAYER_NAMES, LAYERS, OUTPUT_LAYER, SYNTHESIS, \
     causal_mask
-from .errors import ALL_ERRORS, ModelError
-from .model_file import (MAX_CHANNELS, MAX_INV_GAIN, MAX_MEMBER_BYTES, MAX_MEMBERS, MAX_RATES, MAX_SHIFT,
-                         MAX_Z_COUNT, NPY_MAGIC, PROFILES, _npy_bytes, model_arrays, parse_model, serialize_model)
+from ..errors import ALL_ERRORS, ModelError
+from ..model_file import MAX_CHANNELS, MAX_INV_GAIN, MAX_MEMBER_BYTES, MAX_MEMBERS, MAX_RATES, MAX_SHIFT, MAX_Z_COUNT, NPY_MAGIC, PROFILES, parse_model
+from .model_writer import _npy_bytes, model_arrays, serialize_model
 
 FORMAT = "ModelFormatError"
 SHAPE = "ModelShapeError"
@@ -122,7 +122,7 @@ def tiny_base_model() -> bytes:
         "latent_channels": cy, "hyper_channels": cz, "num_rates": TINY_NUM_RATES, "inv_gain_shift": 12,
         "synthesis_input_clip": TINY_CLIP, "clip": clip,
         "description": "tiny base model of the invalid model files (refdec.invalid_models)",
-        "provenance": {"generator": "refdec.invalid_models.tiny_base_model"},
+        "provenance": {"generator": "refdec.invalid_models.tiny_base_model"},  # the name when the vectors were made
         "act_exponents": {name: (0 if name == OUTPUT_LAYER else 8) for name in LAYER_NAMES},
     }
     data = serialize_model(header, arrays)

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import constants as K
-from .architecture import CONTEXT, GATHER, padded_sizes
-from .bitstream import Header, write_header
-from .entropy import coding_windows, cumulative_frequencies, mixture_parameters
-from .hyper import hyper_synthesis
-from .latent import wavefronts
-from .layers import activate, conv, weight_matrix
-from .model_file import Model
+from .. import constants as K
+from ..architecture import CONTEXT, GATHER, padded_sizes
+from ..bitstream import Header, write_header
+from ..entropy import coding_windows, cumulative_frequencies, mixture_parameters
+from ..hyper import hyper_synthesis
+from ..latent import wavefronts
+from ..layers import activate, conv, weight_matrix
+from ..model_file import Model
 from .range_encoder import RangeEncoder
-from .synthesis import crop, inverse_gain, synthesize
+from ..synthesis import crop, inverse_gain, synthesize
 
 
 class EncodeError(ValueError):

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import constants as K
-from .architecture import CONTEXT, GATHER, HYPER_SYNTHESIS, LAYERS, SYNTHESIS, causal_mask
-from .model_file import input_bounds, parse_model, serialize_model
+from .. import constants as K
+from ..architecture import CONTEXT, GATHER, HYPER_SYNTHESIS, LAYERS, SYNTHESIS, causal_mask
+from ..model_file import input_bounds, parse_model
+from .model_writer import serialize_model
 
 REFERENCE_CHANNELS = {
     "latent": 128, "hyper": 64, "hyper_synthesis": (96, 128, 128), "context": 64,
@@ -53,7 +54,7 @@ def random_model(seed: int = 0, channels=None, profile: str = "W16A16", num_rate
         "format": "refdec-model", "format_version": 1, "profile": profile, "weight_bits": wbits,
         "latent_channels": cy, "hyper_channels": cz, "num_rates": num_rates, "inv_gain_shift": 12,
         "synthesis_input_clip": act_clip, "clip": clip,
-        "description": f"random test model, seed {seed}", "provenance": {"generator": "refdec.random_model"},
+        "description": f"random test model, seed {seed}", "provenance": {"generator": "refdec.random_model"},  # the module's name when examples/ was made
     }
     in_max = input_bounds(header)
     in_channels = {}
@@ -121,7 +122,7 @@ def random_model(seed: int = 0, channels=None, profile: str = "W16A16", num_rate
 
 def random_latents(model, width, height, seed=0, y_scale=3.0, z_scale=2.0):
     """Informative: synthetic integer latents of the right shapes (Laplacian-ish values)."""
-    from .architecture import padded_sizes
+    from ..architecture import padded_sizes
 
     rng = np.random.default_rng(seed)
     hz, wz, hy, wy = padded_sizes(width, height)

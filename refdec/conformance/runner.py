@@ -36,13 +36,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .conformance import (STAGE_ORDER, Manifest, ManifestError, OutputError, Result, compare_samples,
-                          describe_samples, diagnose_hashes, diagnose_trace, difference_image, json_report,
-                          junit_report, load_manifest, load_trace, png_bytes, read_output, read_png,
-                          sample_hash, sha256_hex, stage_hash, text_report, verify_files)
-from .cli import positive_int
-from .decoder import ModelStore, decode
-from .errors import ALL_ERRORS, RefdecError
+from ..stages import STAGE_ORDER
+from .diagnosis import compare_samples, describe_samples, diagnose_hashes, diagnose_trace
+from .hashes import sample_hash, sha256_hex, stage_hash
+from .images import OutputError, difference_image, png_bytes, read_output, read_png
+from .manifest import Manifest, ManifestError, load_manifest, verify_files
+from .reports import Result, json_report, junit_report, text_report
+from .traces import load_trace
+from ..decoder import decode
+from ..model_file import ModelStore
+from ..errors import ALL_ERRORS, RefdecError
 
 PLACEHOLDERS = ("in", "out", "trace", "model", "models", "id")
 DEFAULT_TIMEOUT = 300.0
@@ -389,6 +392,17 @@ class Checker:
 
 
 # --- command line -----------------------------------------------------------------------------
+
+def positive_int(text: str) -> int:
+    """Non-normative: argparse type for integers >= 1 ."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
 
 def default_vectors() -> Path:
     """`vectors/` in the current folder, else the one next to the refdec package."""
