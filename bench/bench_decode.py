@@ -182,10 +182,17 @@ class _Timers:
         self.windows = [0, 0]
 
 
-def child_case(model_path: str, stream_path: str, runs: int, band_rows: int | None) -> dict:
-    from refdec import decoder, latent
+def child_case(model_path: str, stream_path: str, runs: int, band_rows: int | None, literal: bool = False) -> dict:
+    """Decode the stream `runs` times in this process; the split columns time the fast path's steps
+    (the literal path is timed as a whole)."""
+    from refdec import FastOptions
     from refdec.decoder import decode
+    from refdec.fast import REGISTRY
+    from refdec.fast import latent as fast_latent
+    from refdec.hyper import hyper_synthesis
+    from refdec.latent import decode_y
     from refdec.model_file import load_model
+    from refdec.synthesis import synthesis
 
     model = load_model(model_path)
     stream = Path(stream_path).read_bytes()
@@ -196,19 +203,23 @@ def child_case(model_path: str, stream_path: str, runs: int, band_rows: int | No
         timers.windows[0] += int((hi - lo + 1).sum())
         timers.windows[1] += lo.size
 
+    # The steps of clause 7.1 as the fast path runs them: the registered accelerations, wrapped in place.
+    steps = {hyper_synthesis: "hyper", decode_y: "y", synthesis: "synthesis"}
+    holder = type("Holder", (), {})()
+    for acc in REGISTRY:
+        if acc.step:
+            setattr(holder, "fast", acc.fast)
+            timers.wrap(holder, "fast", steps[acc.literal])
+            acc.fast = holder.fast
+    from refdec import decoder
     timers.wrap(decoder, "decode_z", "z")
-    timers.wrap(decoder, "hyper_synthesis", "hyper")
-    timers.wrap(decoder, "decode_y", "y")
     timers.wrap(decoder, "inverse_gain", "synthesis")
-    timers.wrap(decoder, "synthesize", "synthesis")
-    timers.wrap(decoder, "crop", "synthesis")
-    # Inside decode_y: the per-wavefront entropy parameters (clauses 7.6 to 7.9) and the
+    timers.wrap(decoder, "output", "synthesis")
+    # Inside the fast decode_y: the per-wavefront entropy parameters (clauses 7.6 to 7.9) and the
     # symbol decoding (clause 7.10); the rest of decode_y is bookkeeping.
-    for name in ("context_model", "gather_network", "mixture_parameters", "coding_windows",
-                 "cumulative_frequencies", "coding_cdfs"):
-        if hasattr(latent, name):
-            timers.wrap(latent, name, "y_params", count_windows if name == "coding_windows" else None)
-    timers.wrap(latent, "_decode_elements", "y_range")
+    for name in ("context_model", "gather_network", "mixture_parameters", "coding_window", "coding_cdfs"):
+        timers.wrap(fast_latent, name, "y_params", count_windows if name == "coding_window" else None)
+    timers.wrap(fast_latent, "decode_values", "y_range")
 
     # Warm-up on a tiny stream of the same model: builds the model's cached weight matrices.
     from refdec.generators.encoder import encode_latents
@@ -218,11 +229,11 @@ def child_case(model_path: str, stream_path: str, runs: int, band_rows: int | No
     decode(encode_latents(model, z, y, 0, 64, 64), model)
 
     results = []
+    fast = False if literal else (True if band_rows is None else FastOptions(band_rows=band_rows))
     for _ in range(runs):
         timers.reset()
-        kwargs = {} if band_rows is None else {"band_rows": band_rows}
         t = time.perf_counter()
-        decode(stream, model, **kwargs)
+        decode(stream, model, fast=fast)
         total = time.perf_counter() - t
         results.append({"total": total, **timers.t, "windows": list(timers.windows)})
     results.sort(key=lambda r: r["total"])
@@ -273,6 +284,9 @@ def main(argv=None) -> int:
     ap.add_argument("--matmul-n", type=int, default=None, help="size of the matmul-rate probe (default 2048)")
     ap.add_argument("--blas-threads", type=int, default=None,
                     help="set OPENBLAS/OMP/MKL_NUM_THREADS to N in the measuring subprocesses (default: inherit)")
+    ap.add_argument("--literal", choices=("none", "small", "all"), default="small",
+                    help="also decode on the literal path (refdec.decode(fast=False)), one run: the 768x512 case "
+                         "(default), every case (the 3840x2160 one takes about 20 minutes and several GB), or none")
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -284,8 +298,8 @@ def main(argv=None) -> int:
         elif kind == "matmul":
             out = child_matmul(int(rest[0]))
         else:
-            model_path, stream_path, runs, band = rest
-            out = child_case(model_path, stream_path, int(runs), None if band == "-" else int(band))
+            model_path, stream_path, runs, band, path = rest
+            out = child_case(model_path, stream_path, int(runs), None if band == "-" else int(band), path == "literal")
         print(json.dumps(out))
         return 0
 
@@ -304,7 +318,9 @@ def main(argv=None) -> int:
     results = {}
     for label, w, h in cases:
         band = "-" if args.band_rows is None else str(args.band_rows)
-        res = run_child(["case", str(model_path), str(streams[label]), str(runs[label]), band], threads)
+        res = run_child(["case", str(model_path), str(streams[label]), str(runs[label]), band, "fast"], threads)
+        if args.literal == "all" or args.literal == "small" and label == cases[0][0]:
+            res["literal"] = run_child(["case", str(model_path), str(streams[label]), "1", band, "literal"], threads)
         rates.append(run_child(["matmul", str(matmul_n)], threads)["gflops"])
         res["matmul_gflops"] = max(rates[-2:])  # the probes just before and just after the case
         res["macs"] = synthesis_macs(model_path, w, h)
@@ -350,6 +366,14 @@ def main(argv=None) -> int:
     print()
     print("y params: context model + gather network + mixture parameters + windows + CDFs (clauses 7.6-7.9);")
     print("y rangedec: symbol decoding (clause 7.10); synth: inverse gain + synthesis + crop (7.11-7.13).")
+    literal_rows = [[label, f"{res['median']['total']:.2f}", f"{res['literal']['median']['total']:.2f}",
+                     f"{res['literal']['median']['total'] / res['median']['total']:.0f}x", mib(res["peak_rss"]),
+                     mib(res["literal"]["peak_rss"])]
+                    for label, res in results.items() if "literal" in res]
+    if literal_rows:
+        print()
+        print("literal path (the normative modules alone, refdec.decode(fast=False)) beside the fast path:")
+        print(table(literal_rows, ["image", "fast s", "literal s", "literal/fast", "fast peak MiB", "literal peak MiB"]))
     print("All runs of a case: " + "; ".join(
         f"{label} " + ", ".join(f"{t:.2f}" for t in res["runs"]) + " s" for label, res in results.items()))
 

@@ -16,8 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from refdec import constants as K
-from refdec.bitstream import Header, write_header
+from refdec.constants import PROB_BITS, VERSION, Z_MAX
+from refdec import constants
+from refdec.bitstream import Header
+from refdec.generators.encoder import write_header
 from refdec.generators.encoder import EncodeError, encode_escape_payload, encode_z, z_symbols
 from refdec.latent import wavefronts
 from refdec.model_file import Model
@@ -54,8 +56,8 @@ def analysis_latents(float_model: FloatCodec, x: torch.Tensor, rate: int):
 @torch.no_grad()
 def round_latents(y: torch.Tensor, z: torch.Tensor):
     """(z_hat, y_hat) int64 numpy, channels-first: rounded and clipped to Z_MAX and Y_MAX (annex A.1)."""
-    y_hat = torch.clamp(torch.round(y), -K.Y_MAX, K.Y_MAX)[0].long().numpy()
-    z_hat = torch.clamp(torch.round(z), -K.Z_MAX, K.Z_MAX)[0].long().numpy()
+    y_hat = torch.clamp(torch.round(y), -constants.Y_MAX, constants.Y_MAX)[0].long().numpy()
+    z_hat = torch.clamp(torch.round(z), -Z_MAX, Z_MAX)[0].long().numpy()
     return z_hat, y_hat
 
 
@@ -77,8 +79,8 @@ def _code_y(model: Model, y_hat: np.ndarray, z_hat: np.ndarray, device="cpu") ->
     channel-minor).
     """
     y = np.asarray(y_hat, dtype=np.int64)
-    if np.abs(y).max(initial=0) > K.Y_MAX:
-        raise EncodeError(f"latent value beyond +-{K.Y_MAX}")
+    if np.abs(y).max(initial=0) > constants.Y_MAX:
+        raise EncodeError(f"latent value beyond +-{constants.Y_MAX}")
     symbol, start, end, lo, hi = int_decoder.symbol_intervals(model, y, z_hat, device)
     inside = symbol <= hi - lo
     _, hy, wy = y.shape
@@ -92,7 +94,7 @@ def _code_y(model: Model, y_hat: np.ndarray, z_hat: np.ndarray, device="cpu") ->
         enc.encode(s, e)
         if not ok:
             encode_escape_payload(enc, lo_e, hi_e, value)
-    bits = float(np.sum(K.PROB_BITS - np.log2((end - start).astype(np.float64))))
+    bits = float(np.sum(PROB_BITS - np.log2((end - start).astype(np.float64))))
     bits += float(escape_payload_bits(lo[~inside], hi[~inside], y[~inside]).sum())
     return enc.finish(), bits
 
@@ -109,8 +111,8 @@ def z_ideal_bits(model: Model, z_hat: np.ndarray) -> float:
     bits = 0.0
     for cdf, n_w, lo, hi, value, _ in z_symbols(model, np.asarray(z_hat, dtype=np.int64)):
         s = value - lo if lo <= value <= hi else n_w
-        upper = cdf[s + 1] if s + 1 <= n_w else 1 << K.PROB_BITS  # C(n) = 2^16 (clause 7.3)
-        bits += K.PROB_BITS - math.log2(upper - cdf[s])
+        upper = cdf[s + 1] if s + 1 <= n_w else 1 << PROB_BITS  # C(n) = 2^16 (clause 7.3)
+        bits += PROB_BITS - math.log2(upper - cdf[s])
         if s == n_w:
             bits += int(escape_payload_bits(np.array(lo), np.array(hi), np.array(value)))
     return bits
@@ -164,7 +166,7 @@ def encode_latents(model: Model, z_hat: np.ndarray, y_hat: np.ndarray, w: int, h
     """The bitstream of given latents (as from analyse) of a w x h image at a rate point."""
     z_payload = encode_z(model, z_hat)
     y_payload, y_bits = _code_y(model, y_hat, z_hat, device)
-    header = Header(K.VERSION, 0, w, h, rate, model.model_id, len(z_payload), len(y_payload))
+    header = Header(VERSION, 0, w, h, rate, model.model_id, len(z_payload), len(y_payload))
     return Encoded(write_header(header) + z_payload + y_payload, z_hat, y_hat, w, h, rate,
                    z_ideal_bits(model, z_hat) + y_bits)
 

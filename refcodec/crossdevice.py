@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from refdec import constants as K
+from refdec.constants import CONTEXT_INPUT_MAX
 from refdec.latent import wavefronts
 from refdec.range_decoder import RangeDecoder
 from refdec.generators.range_encoder import RangeEncoder
@@ -63,7 +63,7 @@ def float_tables(params: torch.Tensor, ulp: bool = False):
 
 
 def _context(model, y_hat):
-    q = torch.clamp(y_hat, -K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX)
+    q = torch.clamp(y_hat, -CONTEXT_INPUT_MAX, CONTEXT_INPUT_MAX)
     return [F.leaky_relu(conv(q), 0.125) for conv in model.context]
 
 

@@ -5,7 +5,7 @@
 
 OUT is an RGB PNG, or the clause 11.4 raw planar bytes when it ends in .rgb. With --trace,
 every clause 11.3 stage tensor is written as DIR/STAGE.npy; when decoding fails, the stages
-computed before the failure are written (a partial trace, for diagnosis). Models: every
+computed before the failure are written with partial.json (a partial trace of spec clause 11.3). Models: every
 --model file or folder; without --model, $REFDEC_MODEL_DIR, then $REFDEC_MODEL (both set by
 `refdec check`), then refdec/models/. Exit status 0 on success; 2 with one line
 `decode_cli: error: CLASS ...` naming the clause 11.2 error class, and no output, otherwise.
@@ -23,6 +23,7 @@ layer at fault (also settable as $REFCODEC_PERTURB / $REFCODEC_PERTURB_TRACE):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -111,6 +112,7 @@ def _install_partial_trace(int_decoder, sink: dict) -> None:
         def __init__(self, *a, **k):
             super().__init__(*a, **k)
             sink["_latent"] = self.t
+            sink["_latent_stages"] = self
 
     int_decoder.decode_z, int_decoder.hyper_synthesis, int_decoder._Stages = decode_z_rec, hyper_rec, StagesRec
 
@@ -191,11 +193,15 @@ def main(argv=None) -> int:
     except RefdecError as exc:
         if args.trace is not None and sink:
             _write_trace(_partial(sink), args.trace, perturb_trace)
+            latent = sink.get("_latent_stages")
+            (args.trace / "partial.json").write_text(json.dumps(  # clause 11.3, partial traces
+                {"partial": True, "latent_wavefronts": latent.wavefronts if latent is not None else None}) + "\n")
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     _write_image(image, args.output)
     if args.trace is not None:
         _write_trace(stages, args.trace, perturb_trace)
+        (args.trace / "partial.json").unlink(missing_ok=True)
     return 0
 
 

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from refdec import constants as KC
+from refdec.constants import NUM_MIXTURES
+from refdec import constants
 from refdec import tables as T
 from refdec.architecture import CONTEXT, GATHER, HYPER_SYNTHESIS, SYNTHESIS
 from refdec.bitstream import HEADER_SIZE, parse_header
@@ -58,7 +59,7 @@ ACC_LIMIT = 1 << 31            # clause 4.5
 
 # The constants this module uses must agree with refdec's (they are normative numbers
 # written in the spec text; a mismatch would be a finding, so check it at import).
-assert KC.Y_MAX == Y_MAX and KC.Z_MAX == Z_MAX and KC.NUM_MIXTURES == NUM_K
+assert constants.Y_MAX == Y_MAX and constants.Z_MAX == Z_MAX and NUM_MIXTURES == NUM_K
 
 
 # ---------------------------------------------------------------------------------------
@@ -341,6 +342,22 @@ def cumulative_frequencies(prep: _Prepared, ent: _Entropy) -> torch.Tensor:
     return cdf_at(prep, ent, torch.arange(CDF_WIDTH, dtype=I64, device=ent.lo.device))
 
 
+def cdf_sums(cdf: torch.Tensor, n_w: torch.Tensor) -> torch.Tensor:
+    """The cdf.sum stage of clause 11.3: C(0) + .. + C(n_w) per element, from cdf (C, N, J)."""
+    j = torch.arange(cdf.shape[-1], device=cdf.device)
+    return torch.where(j <= n_w.unsqueeze(-1), cdf, torch.zeros_like(cdf)).sum(dim=-1)
+
+
+def cdf_sums_chunked(prep: _Prepared, ent: _Entropy, chunk: int = 1024) -> torch.Tensor:
+    """cdf_sums over every position of ent (C, N), N in chunks so that the CDFs of a large image
+    (C x N x 130 values) are never held at once."""
+    parts = []
+    for a in range(0, ent.lo.shape[1], chunk):
+        part = _Entropy(*(t[..., a: a + chunk] for t in (ent.weights, ent.means, ent.sidx, ent.lo, ent.hi)))
+        parts.append(cdf_sums(cumulative_frequencies(prep, part), part.hi - part.lo + 1))
+    return torch.cat(parts, dim=1)
+
+
 def check_cdf(c: torch.Tensor, n_w: torch.Tensor) -> None:
     """The clause 7.9 guarantees this decoder relies on: C(0) = 0, strictly increasing up to
     C(n_w), C(n_w) <= 2^16 - 1.  A violation would be a defect in the specification."""
@@ -455,6 +472,7 @@ class _Stages:
     def __init__(self, prep: _Prepared, hy: int, wy: int):
         dev, cy = prep.device, prep.cy
         self.t = {}
+        self.wavefronts = 0  # wavefronts of clause 7.5 whose stages are all recorded (a partial trace's N)
         for spec in CONTEXT + GATHER:
             self.t[spec.name] = torch.zeros((prep.layers[spec.name].out_channels, hy, wy), dtype=I64, device=dev)
         for name in ("mixture.weights", "mixture.means", "mixture.scale_index"):
@@ -531,6 +549,7 @@ def decode_y(rd: RangeDecoder, prep: _Prepared, hyper: torch.Tensor, hy: int, wy
             stages.t["mixture.scale_index"][:, :, ys, xs] = ent.sidx
             stages.t["window.lo"][:, ys, xs] = ent.lo
             stages.t["window.hi"][:, ys, xs] = ent.hi
+            stages.wavefronts = t + 1
     return y_hat
 
 

@@ -68,14 +68,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from refdec import constants as K
+from refdec.constants import (ACCUMULATOR_LIMIT, ACT16_MAX, CONTEXT_INPUT_MAX, MAX_INV_GAIN_SHIFT, MAX_SHIFT,
+                              MEAN_FRAC_BITS, NUM_MIXTURES, Y_MAX, Z_MAX)
 from refdec.architecture import CONTEXT, GATHER, HYPER_SYNTHESIS, LAYERS, SYNTHESIS
-from refdec.generators.encoder import entropy_parameters
-from refdec.entropy import coding_windows, cumulative_frequencies, mixture_parameters
-from refdec.hyper import hyper_synthesis
+from refdec.generators.encoder import entropy_parameters, hyper_features
+from refdec.entropy import coding_window, cumulative_frequencies, mixture_parameters
+from refdec.fast.synthesis import synthesis
 from refdec.model_file import Layer, Model, input_bounds, model_id_of, parse_model
 from refdec.generators.model_writer import serialize_model
-from refdec.synthesis import inverse_gain, synthesize
+from refdec.synthesis import inverse_gain
 
 from .codec import escape_payload_bits
 from .model import LEAKY_SLOPE, FloatCodec, load_float_model
@@ -86,7 +87,7 @@ PROFILE_WEIGHT_BITS = {"W16A16": 16, "W8A16": 8}
 # lengths) to the float model on Kodak, on 4 images +0.19% (step-72000 model; 9 min on two cores
 # with 8 images, where both profiles with 4 took 5 min side by side); W8A16 is measured with 4 only.
 DEFAULT_CALIBRATION_IMAGES = {"W16A16": 8, "W8A16": 4}
-OUTPUT_EXPONENTS = {"logits": 8, "means": K.MEAN_FRAC_BITS, "scales": 4}
+OUTPUT_EXPONENTS = {"logits": 8, "means": MEAN_FRAC_BITS, "scales": 4}
 BIT_CANDIDATES = (8, 9, 10, 11, 12, 13, 14, 15)
 DEFAULT_BITS = 12
 INV_GAIN_MAX = 1 << 16
@@ -166,14 +167,14 @@ def calibrate(model: FloatCodec, images, rates, second_moments: bool = False):
         for r in rates:
             rate = torch.tensor([r])
             y = model.analysis(x) * model.gain(rate)
-            y_hat = torch.clamp(torch.round(y), -K.Y_MAX, K.Y_MAX)
-            z_hat = torch.clamp(torch.round(model.hyper_analysis(y)), -K.Z_MAX, K.Z_MAX)
-            h = torch.clamp(z_hat, -K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX)
+            y_hat = torch.clamp(torch.round(y), -Y_MAX, Y_MAX)
+            z_hat = torch.clamp(torch.round(model.hyper_analysis(y)), -Z_MAX, Z_MAX)
+            h = torch.clamp(z_hat, -CONTEXT_INPUT_MAX, CONTEXT_INPUT_MAX)
             for spec, stage in zip(HYPER_SYNTHESIS, model.hyper_synthesis):
                 observe(spec.name, h)
                 h = stage(h)
                 maxima[spec.name] = max(maxima[spec.name], float(h.abs().max()))
-            q = torch.clamp(y_hat, -K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX)
+            q = torch.clamp(y_hat, -CONTEXT_INPUT_MAX, CONTEXT_INPUT_MAX)
             ctx = []
             for spec, conv in zip(CONTEXT, model.context):
                 c = F.leaky_relu(conv(q), LEAKY_SLOPE)
@@ -229,7 +230,7 @@ def quantise_layer(w, b, f_in: int, f_out, in_max: int, wbits: int, input_mean=N
     for o in range(cout):
         peak = np.abs(flat[o]).max()
         f = 40 if peak == 0 else int(math.floor(math.log2(wmax / peak)))
-        f = min(f, K.MAX_SHIFT + int(f_out[o]) - f_in)  # shift <= 27 (clause 9.4)
+        f = min(f, MAX_SHIFT + int(f_out[o]) - f_in)  # shift <= 27 (clause 9.4)
         while True:
             q = np.round(flat[o] * 2.0 ** f)
             bias_float = float(b[o])
@@ -237,7 +238,7 @@ def quantise_layer(w, b, f_in: int, f_out, in_max: int, wbits: int, input_mean=N
                 error = (q * 2.0 ** -f - flat[o]).reshape(w.shape[1], -1).sum(axis=1)  # per input channel
                 bias_float -= float(error @ input_mean)
             bias = round(bias_float * 2.0 ** (f + f_in))
-            if (np.abs(q).max() <= wmax and np.abs(q).sum() * in_max + abs(bias) < K.ACCUMULATOR_LIMIT
+            if (np.abs(q).max() <= wmax and np.abs(q).sum() * in_max + abs(bias) < ACCUMULATOR_LIMIT
                     and abs(bias) < 2**31):
                 break
             f -= 1
@@ -308,7 +309,7 @@ def _quantise_compensated(w, b, f_in: int, f_out, in_max: int, wbits: int, hessi
     flat = w.reshape(cout, -1).astype(np.float64)
     peak = np.abs(flat).max(axis=1)
     f_fit = np.where(peak > 0, np.floor(np.log2(wmax / np.where(peak > 0, peak, 1.0))), 40).astype(np.int64)
-    f_cap = K.MAX_SHIFT + f_out - f_in                                    # shift <= 27 (clause 9.4)
+    f_cap = MAX_SHIFT + f_out - f_in                                    # shift <= 27 (clause 9.4)
 
     active = np.concatenate([np.any(flat != 0, axis=0), [True]])  # weight columns and the bias
     if "factor" not in cache:  # depends on the layer only
@@ -324,7 +325,7 @@ def _quantise_compensated(w, b, f_in: int, f_out, in_max: int, wbits: int, hessi
         e = np.concatenate([wq * 2.0 ** -f[:, None] - flat, (bq * 2.0 ** -(f + f_in) - b)[:, None]], axis=1)
         e[:, ~active] = 0
         loss = np.sum((e @ hessian) * e, axis=1)  # e H e^T per output channel
-        fits = (np.abs(wq).sum(axis=1) * in_max + np.abs(bq) < K.ACCUMULATOR_LIMIT) & (np.abs(bq) < 2**31)
+        fits = (np.abs(wq).sum(axis=1) * in_max + np.abs(bq) < ACCUMULATOR_LIMIT) & (np.abs(bq) < 2**31)
         return wq, bq.astype(np.int64), loss, fits
 
     f = np.minimum(f_fit, f_cap)
@@ -349,7 +350,7 @@ def _quantise_compensated(w, b, f_in: int, f_out, in_max: int, wbits: int, hessi
 
 
 def gather_output_exponents(cy: int):
-    third = K.NUM_MIXTURES * cy
+    third = NUM_MIXTURES * cy
     return np.concatenate([np.full(third, OUTPUT_EXPONENTS["logits"]), np.full(third, OUTPUT_EXPONENTS["means"]),
                            np.full(third, OUTPUT_EXPONENTS["scales"])])
 
@@ -382,7 +383,7 @@ class Integeriser:
         for name, bits in self.bits.items():
             f[name] = exponent_for(self.maxima[name], bits)
             clip[name] = 2 ** bits - 1
-        clip[GATHER[-1].name] = K.ACT16_MAX
+        clip[GATHER[-1].name] = ACT16_MAX
         clip[SYNTHESIS[-1].name] = 255
         f[SYNTHESIS[-1].name] = 0
         return f, clip
@@ -428,7 +429,7 @@ class Integeriser:
         # Inverse gain: S0 = Round2(y_hat * inv_gain_q, G) with inv_gain_q = inv_gain * 2^(G + f_s0).
         f_s0 = f["synthesis_input"]
         g_shift = int(math.floor(math.log2(INV_GAIN_MAX / self.inv_gain.max()))) - f_s0
-        g_shift = max(0, min(K.MAX_INV_GAIN_SHIFT, g_shift))
+        g_shift = max(0, min(MAX_INV_GAIN_SHIFT, g_shift))
         arrays["inv_gain"] = np.clip(np.round(self.inv_gain * 2.0 ** (g_shift + f_s0)), 0, INV_GAIN_MAX).astype(np.int32)
         header["inv_gain_shift"] = g_shift
         z_lo, z_count, z_cdf = self.z_tables
@@ -458,12 +459,12 @@ def model_from_arrays(header, arrays) -> Model:
 def z_prior_tables(model: FloatCodec, tail=2.0 ** -14, max_count=1024):
     """Clause 9.3 factorised-prior tables from the learned density: window covering all but `tail`."""
     with torch.no_grad():
-        grid = torch.arange(-K.CONTEXT_INPUT_MAX - 0.5, K.CONTEXT_INPUT_MAX + 1.5, 1.0, dtype=torch.float64)
+        grid = torch.arange(-CONTEXT_INPUT_MAX - 0.5, CONTEXT_INPUT_MAX + 1.5, 1.0, dtype=torch.float64)
         density = model.z_density.double()
         cdf = density.cdf(grid).numpy()  # (C_z, 512): at v - 0.5 for v = -255 .. 256
         model.z_density.float()
     cz = cdf.shape[0]
-    values = np.arange(-K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX + 1)
+    values = np.arange(-CONTEXT_INPUT_MAX, CONTEXT_INPUT_MAX + 1)
     pmf = np.clip(np.diff(cdf, axis=1), 0, None)
     los, counts, rows = [], [], []
     for c in range(cz):
@@ -493,11 +494,11 @@ def z_prior_tables(model: FloatCodec, tail=2.0 ** -14, max_count=1024):
 def symbol_bits(model: Model, sample) -> float:
     """Ideal code length (bits) of the calibration latents under the integer entropy model."""
     y_hat, z_hat = sample["y_hat"], sample["z_hat"]
-    hyper = hyper_synthesis(model, z_hat)
+    hyper = hyper_features(model, z_hat)
     params = entropy_parameters(model, y_hat, hyper)
     hy, wy = y_hat.shape[1:]
     mix = mixture_parameters(params.reshape(hy * wy, -1), model.latent_channels)
-    lo, hi = coding_windows(mix)
+    lo, hi = coding_window(mix)
     cdf = cumulative_frequencies(mix, lo, hi)
     values = y_hat.transpose(1, 2, 0).ravel()
     inside = (values >= lo) & (values <= hi)
@@ -515,7 +516,7 @@ def symbol_bits(model: Model, sample) -> float:
 
 def synthesis_mse(model: Model, sample) -> float:
     s0 = inverse_gain(model, sample["y_hat"], sample["rate"])
-    image = synthesize(model, s0)
+    image = synthesis(model, s0)
     ref = sample["image"]
     h, w = ref.shape[1:]
     return float(np.mean((image[:, :h, :w].astype(np.float64) - ref) ** 2))

@@ -47,10 +47,10 @@ from refdec.conformance.images import png_bytes
 from refdec.conformance.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, dumps_canonical, readme_text, validate_manifest
 from refdec.model_file import ModelStore
 from refdec.decoder import decode as refdec_decode
-from refdec.generators.encoder import encode_latents, encode_value, entropy_parameters, forward_integer, y_symbols, z_symbols
-from refdec.entropy import coding_windows, mixture_parameters
+from refdec.generators.encoder import (encode_latents, encode_value, entropy_parameters, forward_integer, hyper_features,
+                                       y_symbols, z_symbols)
+from refdec.entropy import coding_window, mixture_parameters
 from refdec.errors import ALL_ERRORS, RefdecError
-from refdec.hyper import hyper_synthesis
 from refdec.generators.invalid_models import invalid_models, tiny_base_model
 from refdec.model_file import model_id_of, parse_model
 from refdec.generators.random_model import random_latents
@@ -244,11 +244,11 @@ def latents_clamp_search(seed, tries: int = 64):
 
 
 def _y_windows(model, z, y):
-    hyper = hyper_synthesis(model, z)
+    hyper = hyper_features(model, z)
     params = entropy_parameters(model, y, hyper)
     hy, wy = y.shape[1:]
     mix = mixture_parameters(params.reshape(hy * wy, -1), model.latent_channels)
-    lo, hi = coding_windows(mix)
+    lo, hi = coding_window(mix)
     return lo.reshape(hy, wy, -1), hi.reshape(hy, wy, -1)
 
 
@@ -431,7 +431,7 @@ class CraftingEncoder(RangeEncoder):
 
 
 def _y_symbols(model, z, y):
-    return y_symbols(model, y, entropy_parameters(model, y, hyper_synthesis(model, z)))
+    return y_symbols(model, y, entropy_parameters(model, y, hyper_features(model, z)))
 
 
 def crafted_payload(symbols, at: int, action: str) -> bytes:

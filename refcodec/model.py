@@ -15,31 +15,33 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from refdec import constants as K
+from refdec.constants import (CONTEXT_INPUT_MAX, CONTEXT_KERNELS, HYPER_CHANNELS, LATENT_CHANNELS,
+                              LEAKY_SHIFT, LOGIT_ONE, NUM_MIXTURES, NUM_SCALES, SCALE_MIN,
+                              SCALE_STEPS_PER_OCTAVE)
 
-LEAKY_SLOPE = 2.0 ** -K.LEAKY_SHIFT
+LEAKY_SLOPE = 2.0 ** -LEAKY_SHIFT
 
 # Layer tables: (in_channels, out_channels, kernel, depth_to_space, leaky).
 # depth_to_space=True means the conv produces 4*out channels that are
 # rearranged to out channels at twice the resolution (clause 4.6).
 HYPER_SYNTHESIS = [
-    (K.HYPER_CHANNELS, 96, 3, True, True),
+    (HYPER_CHANNELS, 96, 3, True, True),
     (96, 128, 3, True, True),
     (128, 128, 3, False, True),
 ]
 HYPER_FEATURES = HYPER_SYNTHESIS[-1][1]
 CONTEXT_CHANNELS = 64  # per kernel size
 GATHER = [
-    (HYPER_FEATURES + CONTEXT_CHANNELS * len(K.CONTEXT_KERNELS), 320, 1, False, True),
+    (HYPER_FEATURES + CONTEXT_CHANNELS * len(CONTEXT_KERNELS), 320, 1, False, True),
     (320, 256, 1, False, True),
     (256, 256, 1, False, True),
     (256, 192, 1, False, True),
     (192, 192, 1, False, True),
     (192, 192, 1, False, True),
-    (192, 3 * K.NUM_MIXTURES * K.LATENT_CHANNELS, 1, False, False),
+    (192, 3 * NUM_MIXTURES * LATENT_CHANNELS, 1, False, False),
 ]
 SYNTHESIS = [
-    (K.LATENT_CHANNELS, 128, 3, False, True),
+    (LATENT_CHANNELS, 128, 3, False, True),
     (128, 128, 3, True, True),
     (128, 128, 3, False, True),
     (128, 96, 3, True, True),
@@ -159,21 +161,21 @@ def inward_clamp(x, lo=None, hi=None):
 
 def scale_from_index(s):
     """sigma = SCALE_MIN * 2^(s/16), s clamped to the index range (clause 7.8; formula of annex A.3)."""
-    s = inward_clamp(s, 0, K.NUM_SCALES - 1)
-    return K.SCALE_MIN * torch.pow(2.0, s / K.SCALE_STEPS_PER_OCTAVE)
+    s = inward_clamp(s, 0, NUM_SCALES - 1)
+    return SCALE_MIN * torch.pow(2.0, s / SCALE_STEPS_PER_OCTAVE)
 
 
 def linearised_softmax(logits, dim):
     """Clause 7.8 in float: e_k = max(2^-8, 1 + l_k - max_j l_j); w_k = e_k / sum e."""
     u = logits - logits.max(dim=dim, keepdim=True).values
-    e = inward_clamp(1 + u, lo=1.0 / K.LOGIT_ONE)
+    e = inward_clamp(1 + u, lo=1.0 / LOGIT_ONE)
     return e / e.sum(dim=dim, keepdim=True)
 
 
 def split_mixture(params):
     """Gather output (B, 3*K*C, H, W) -> logits, means, scale indices, each (B, K, C, H, W)."""
     b, _, h, w = params.shape
-    p = params.reshape(b, 3, K.NUM_MIXTURES, K.LATENT_CHANNELS, h, w)
+    p = params.reshape(b, 3, NUM_MIXTURES, LATENT_CHANNELS, h, w)
     return p[:, 0], p[:, 1], p[:, 2]
 
 
@@ -211,7 +213,7 @@ def round_ste(x):
 class FloatCodec(nn.Module):
     def __init__(self):
         super().__init__()
-        n = K.LATENT_CHANNELS
+        n = LATENT_CHANNELS
         self.analysis = nn.Sequential(
             nn.Conv2d(3, 96, 5, 2, 2), nn.LeakyReLU(LEAKY_SLOPE),
             nn.Conv2d(96, 128, 5, 2, 2), nn.LeakyReLU(LEAKY_SLOPE),
@@ -221,13 +223,13 @@ class FloatCodec(nn.Module):
         self.hyper_analysis = nn.Sequential(
             nn.Conv2d(n, 128, 3, 1, 1), nn.LeakyReLU(LEAKY_SLOPE),
             nn.Conv2d(128, 128, 5, 2, 2), nn.LeakyReLU(LEAKY_SLOPE),
-            nn.Conv2d(128, K.HYPER_CHANNELS, 5, 2, 2),
+            nn.Conv2d(128, HYPER_CHANNELS, 5, 2, 2),
         )
         self.hyper_synthesis = stack(HYPER_SYNTHESIS)
-        self.context = nn.ModuleList(MaskedConv(n, CONTEXT_CHANNELS, k) for k in K.CONTEXT_KERNELS)
+        self.context = nn.ModuleList(MaskedConv(n, CONTEXT_CHANNELS, k) for k in CONTEXT_KERNELS)
         self.gather = stack(GATHER)
         self.synthesis = stack(SYNTHESIS)
-        self.z_density = FactorizedDensity(K.HYPER_CHANNELS)
+        self.z_density = FactorizedDensity(HYPER_CHANNELS)
         # Gain units (Cui et al.): per rate point and channel, log2 of gain and inverse gain.
         init = torch.linspace(-1.5, 1.5, NUM_RATES)[:, None].repeat(1, n)
         self.log2_gain = nn.Parameter(init.clone())
@@ -252,11 +254,11 @@ class FloatCodec(nn.Module):
         return torch.pow(2.0, self.log2_inv_gain[rate])[:, :, None, None]
 
     def context_features(self, y_hat):
-        ctx_in = torch.clamp(y_hat, -K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX)
+        ctx_in = torch.clamp(y_hat, -CONTEXT_INPUT_MAX, CONTEXT_INPUT_MAX)
         return [F.leaky_relu(conv(ctx_in), LEAKY_SLOPE) for conv in self.context]
 
     def entropy_parameters(self, y_hat, z_hat):
-        hyper = self.hyper_synthesis(torch.clamp(z_hat, -K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX))
+        hyper = self.hyper_synthesis(torch.clamp(z_hat, -CONTEXT_INPUT_MAX, CONTEXT_INPUT_MAX))
         return self.gather(torch.cat([hyper] + self.context_features(y_hat), dim=1))
 
     def decode_pixels(self, y_hat, rate):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import constants as K
+import numpy as np
+
+from .constants import CONTEXT_KERNELS, Y_STRIDE, Z_STRIDE
+from .clauses import clause
 
 
 @dataclass(frozen=True)
@@ -18,13 +21,14 @@ class LayerSpec:
     leaky: bool
 
 
+@clause("5.1", "Networks")
 def _net(network, rows):
-    """Clause 5.1: the rows (kernel, D2S, LeakyReLU) of one network's table as LayerSpecs."""
+    """The rows (kernel, D2S, LeakyReLU) of one network's table as LayerSpecs."""
     return [LayerSpec(f"{network}.{i}", network, k, d2s, leaky) for i, (k, d2s, leaky) in enumerate(rows)]
 
 
 HYPER_SYNTHESIS = _net("hyper_synthesis", [(3, True, True), (3, True, True), (3, False, True)])
-CONTEXT = [LayerSpec(f"context.{k}", "context", k, False, True) for k in K.CONTEXT_KERNELS]
+CONTEXT = [LayerSpec(f"context.{k}", "context", k, False, True) for k in CONTEXT_KERNELS]
 GATHER = _net("gather", [(1, False, True)] * 6 + [(1, False, False)])
 SYNTHESIS = _net("synthesis", [
     (3, False, True), (3, True, True), (3, False, True), (3, True, True),
@@ -36,10 +40,10 @@ BY_NAME = {layer.name: layer for layer in LAYERS}
 OUTPUT_LAYER = SYNTHESIS[-1].name
 
 
+@clause("5.1", "Networks")
 def causal_mask(kernel: int):
-    """Clause 5.1: True where a masked (context) kernel may be non-zero."""
-    import numpy as np
-
+    """True where a masked (context) kernel may be non-zero: the rows above the centre, and the
+    centre row left of the centre."""
     p = kernel // 2
     mask = np.zeros((kernel, kernel), dtype=bool)
     mask[:p, :] = True
@@ -47,7 +51,9 @@ def causal_mask(kernel: int):
     return mask
 
 
+@clause("5.4", "Padded dimensions")
 def padded_sizes(width: int, height: int):
-    """Clause 5.4: (Hz, Wz, Hy, Wy)."""
-    hz, wz = (height + 63) >> 6, (width + 63) >> 6
-    return hz, wz, 4 * hz, 4 * wz
+    """(Hz, Wz, Hy, Wy): the image padded up to a multiple of 64 samples each way."""
+    hz, wz = (height + Z_STRIDE - 1) // Z_STRIDE, (width + Z_STRIDE - 1) // Z_STRIDE
+    per_z = Z_STRIDE // Y_STRIDE  # latent positions per hyper-latent position, each way
+    return hz, wz, per_z * hz, per_z * wz

@@ -1,6 +1,6 @@
 """Non-normative: the `refdec` command-line tool.
 
-    refdec decode IN -o OUT [--raw] [--trace-dir DIR] [--model PATH]... [--band-rows N] [-q]
+    refdec decode IN -o OUT [--raw] [--literal] [--trace-dir DIR] [--model PATH]... [--band-rows N] [-q]
     refdec info IN [--json] [--model PATH]...
     refdec check [VECTORS] [--decoder "CMD {in} {out}"] [--outputs DIR] [--trace-dir DIR]
                  [--subset NAME] [-j N] [--json FILE] [--junit FILE] [--timeout S]
@@ -34,7 +34,8 @@ from .conformance.hashes import sample_bytes
 from .conformance.images import png_bytes
 from .conformance.manifest import ManifestError
 from .conformance.traces import write_trace
-from .synthesis import DEFAULT_BAND_ROWS
+from .fast import FastOptions
+from .stages import PARTIAL_TRACE_FILE, NullRecorder, Recorder
 
 PROG = "refdec"
 EXIT_OK = 0
@@ -90,31 +91,79 @@ def _os_error_message(exc: OSError) -> str:
 
 # --- decode -------------------------------------------------------------------------------
 
+class _TerminalProgress:
+    """Progress of a long decode on stderr, when stderr is a terminal: one line, redrawn at most
+    five times a second (no cost to the decode beyond a clock read per wavefront or band)."""
+
+    UNITS = {"latent": "wavefronts", "synthesis": "output rows"}
+
+    def __init__(self):
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, step, done, total):
+        now = time.monotonic()
+        if now - self.last < 0.2 and done < total:
+            return
+        self.last = now
+        sys.stderr.write(f"\r{PROG}: {step} {done}/{total} {self.UNITS.get(step, '')}\033[K")
+        sys.stderr.flush()
+        self.shown = True
+
+    def clear(self):
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def _output_format(args) -> str:
+    """'raw' with --raw or a .rgb name; 'png' for a .png name, no suffix or stdout; any other suffix
+    (say .jpg) is a usage error rather than PNG bytes under a misleading name."""
+    suffix = "" if args.output == "-" else Path(args.output).suffix.lower()
+    if args.raw or suffix == ".rgb":
+        if suffix == ".png":
+            raise UsageError(f"--raw writes clause 11.4 planar bytes, but {args.output} is named .png")
+        return "raw"
+    if suffix in ("", ".png"):
+        return "png"
+    raise UsageError(f"-o {args.output}: name it .png (an RGB PNG) or .rgb (clause 11.4 planar bytes), or pass --raw")
+
+
 def _cmd_decode(args) -> int:
+    out_format = _output_format(args)
     stream = _read_input(args.input)
     store = _model_store(args.model)
+    progress = _TerminalProgress() if sys.stderr.isatty() and not args.quiet else None
+    record = Recorder(on_progress=progress) if args.trace_dir is not None else NullRecorder(on_progress=progress)
+    fast = False if args.literal else FastOptions(band_rows=args.band_rows)
     start = time.perf_counter()
-    result = decode(stream, store, trace=args.trace_dir is not None, band_rows=args.band_rows)
+    try:
+        result = decode(stream, store, fast=fast, record=record)
+    except RefdecError:
+        if args.trace_dir is not None and record.stages:  # clause 11.5.4: a partial trace shows how far it got
+            write_trace(record.stages, args.trace_dir)
+            (Path(args.trace_dir) / PARTIAL_TRACE_FILE).write_text(json.dumps(record.partial_info()) + "\n")
+        raise
+    finally:
+        if progress is not None:
+            progress.clear()
     elapsed = time.perf_counter() - start
+    data = sample_bytes(result.image) if out_format == "raw" else png_bytes(result.image)
     if args.output == "-":
-        out = sys.stdout.buffer
-        if args.raw:
-            out.write(sample_bytes(result.image))
-        else:
-            out.write(png_bytes(result.image))
-        out.flush()
-    elif args.raw:
-        Path(args.output).write_bytes(sample_bytes(result.image))
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
     else:
-        Path(args.output).write_bytes(png_bytes(result.image))
+        Path(args.output).write_bytes(data)
     if args.trace_dir is not None:
-        write_trace(result.stages, args.trace_dir)
+        write_trace(record.stages, args.trace_dir)
+        (Path(args.trace_dir) / PARTIAL_TRACE_FILE).unlink(missing_ok=True)
     if not args.quiet:
         h = result.header
         extra = f", trace in {args.trace_dir}" if args.trace_dir is not None else ""
+        path = " (literal path)" if args.literal else ""
         print(f"{PROG}: {args.input}: {h.width}x{h.height}, rate index {h.rate_index}, "
-              f"model {h.model_id.hex()}, {len(stream)} bytes, decoded in {elapsed:.3f} s "
-              f"-> {args.output}{' (raw)' if args.raw else ''}{extra}", file=sys.stderr)
+              f"model {h.model_id.hex()}, {len(stream)} bytes, decoded in {elapsed:.3f} s{path} "
+              f"-> {args.output}{' (raw)' if out_format == 'raw' else ''}{extra}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -129,8 +178,10 @@ def _add_decode(subparsers) -> None:
     p.add_argument("--trace-dir", metavar="DIR", default=None,
                    help="write every stage tensor of clause 11.3 as DIR/STAGE.npy")
     _add_model_option(p)
-    p.add_argument("--band-rows", type=positive_int, default=DEFAULT_BAND_ROWS, metavar="N",
-                   help=f"synthesis band height in output rows (default {DEFAULT_BAND_ROWS}; "
+    p.add_argument("--literal", action="store_true",
+                   help="decode with the literal normative functions alone (slow; same result)")
+    p.add_argument("--band-rows", type=positive_int, default=FastOptions.band_rows, metavar="N",
+                   help=f"fast path: synthesis band height in output rows (default {FastOptions.band_rows}; "
                         "does not change the result)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line on stderr")
     p.set_defaults(func=_cmd_decode)

@@ -18,8 +18,8 @@ MAX_RATES = 64  # rate points R of a model
 # Clause 5.1: architecture (reference channel counts are informative).
 LATENT_CHANNELS = 128  # C_y
 HYPER_CHANNELS = 64  # C_z
-Y_STRIDE = 16
-Z_STRIDE = 64
+Y_STRIDE = 16  # clause 5.4: image samples per latent position, each way
+Z_STRIDE = 64  # clause 5.4: image samples per hyper-latent position, each way
 NUM_MIXTURES = 3  # K
 CONTEXT_KERNELS = (3, 5, 7)
 WAVEFRONT_SLOPE = 4  # clause 7.5: wavefront index t = x + 4*y
@@ -43,6 +43,7 @@ MEAN_FRAC_BITS = 6  # means in units of 2^-6
 LOGIT_ONE = 1 << 8  # linearised softmax: 1.0 == 256
 WEIGHT_BITS = 14  # mixture weights sum to at most 2^14
 NUM_SCALES = 160  # scale index 0..159
+SCALE_INDEX_FRAC_BITS = 4  # clause 7.8: sidx = Round2(P, 4), P in units of 1/16 of a scale step
 SCALE_MIN = 0.11  # informative: generating formula of the scale tables
 SCALE_STEPS_PER_OCTAVE = 16  # informative
 INV_SCALE_BITS = 12  # INV_SCALE[k] = round(2^12 / sigma_k)
@@ -53,6 +54,8 @@ PHI_RANGE = 8  # table covers t in [-8, 8]
 PROB_BITS = 16  # coding precision: frequencies total 2^16
 WINDOW_TAIL = 6  # coding window covers +-6 sigma around each component mean
 MAX_HALF_WINDOW = 64  # clause 7.9: at most 2*64+1 window symbols + escape
+MAX_ESCAPE_PREFIX = 14  # clause 7.10: the unary prefix k of an escape is at most 14
 
 # Clause 8: range coder.
 RC_TOP = 1 << 24
+RC_INIT_BYTES = 4  # clause 8.2: V is the payload's first 4 bytes, so a payload has at least 4 (clause 6.2)

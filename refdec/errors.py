@@ -25,11 +25,8 @@ class RefdecError(Exception):
         return type(self).__name__
 
     def __str__(self) -> str:
-        loc = ""
-        if self.offset is not None:
-            loc = f" at byte {self.offset}"
-        elif self.where:
-            loc = f" in {self.where}"
+        # A stream error names its byte offset; a model error the file (and member or layer) at fault.
+        loc = f" at byte {self.offset}" if self.offset is not None else f" in {self.where}" if self.where else ""
         return f"{self.name} (clause {self.clause}){loc}: {self.message}"
 
 

@@ -4,35 +4,38 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import constants as K
-from .arith import clip3_array
-from .architecture import HYPER_SYNTHESIS
-from .layers import conv
+from .constants import CONTEXT_INPUT_MAX, Z_MAX
+from .arith import clip3
+from .clauses import clause
+from .layers import depth_to_space, layer
 from .model_file import Model
 from .range_decoder import RangeDecoder
+from .stages import NO_RECORDER, Recorder
 from .symbols import decode_value
 
 
+@clause("7.3", "Hyper-latent decoding")
 def decode_z(decoder: RangeDecoder, model: Model, hz: int, wz: int) -> np.ndarray:
-    """Clause 7.3: z_hat (C_z, Hz, Wz), channel-major raster order, factorised prior."""
-    cz = model.hyper_channels
-    z = np.zeros((cz, hz * wz), dtype=np.int64)
-    for c in range(cz):
-        n_w = int(model.z_count[c])
-        lo = int(model.z_lo[c])
+    """z_hat (C_z, Hz, Wz) in channel-major raster order, with each channel's factorised prior."""
+    z_hat = np.zeros((model.hyper_channels, hz, wz), dtype=np.int64)
+    for c in range(model.hyper_channels):
+        n_w, lo = int(model.z_count[c]), int(model.z_lo[c])
         cdf = model.z_cdf[c, : n_w + 1].tolist()
-        hi = lo + n_w - 1
-        row = z[c]
-        for i in range(hz * wz):
-            row[i] = decode_value(decoder, cdf, n_w, lo, hi, K.Z_MAX)
-    return z.reshape(cz, hz, wz)
+        for y in range(hz):
+            for x in range(wz):
+                z_hat[c, y, x] = decode_value(decoder, cdf, n_w, lo, lo + n_w - 1, Z_MAX)
+    return z_hat
 
 
-def hyper_synthesis(model: Model, z_hat: np.ndarray, trace=None) -> np.ndarray:
-    """Clause 7.4: hyper features (Hy, Wy, C_h) channels-last, from z_hat (C_z, Hz, Wz)."""
-    x = clip3_array(-K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX, z_hat).transpose(1, 2, 0).astype(np.float64)
-    for spec in HYPER_SYNTHESIS:
-        x = conv(model, model.layers[spec.name], x)
-        if trace is not None:
-            trace[spec.name] = x
-    return x
+@clause("7.4", "Hyper synthesis")
+def hyper_synthesis(model: Model, z_hat: np.ndarray, record: Recorder = NO_RECORDER) -> np.ndarray:
+    """hyper (C_h, Hy, Wy) from z_hat (C_z, Hz, Wz)."""
+    L = model.layers
+    T0 = clip3(-CONTEXT_INPUT_MAX, CONTEXT_INPUT_MAX, z_hat)
+    T1 = depth_to_space(layer(L["hyper_synthesis.0"], T0))
+    record.tensor("hyper_synthesis.0", T1)
+    T2 = depth_to_space(layer(L["hyper_synthesis.1"], T1))
+    record.tensor("hyper_synthesis.1", T2)
+    hyper = layer(L["hyper_synthesis.2"], T2)
+    record.tensor("hyper_synthesis.2", hyper)
+    return hyper

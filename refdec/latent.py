@@ -1,87 +1,67 @@
-"""Latent decoding in wavefront order (spec clause 7.5), with clauses 7.6 to 7.10 per wavefront."""
+"""Latent decoding in wavefront order (spec clause 7.5), running clauses 7.6 to 7.10 at each position."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import constants as K
-from .arith import clip3_array
+from .constants import WAVEFRONT_SLOPE, Y_MAX
 from .architecture import CONTEXT, GATHER
-from .entropy import CONTEXT_REACH, coding_cdfs, coding_windows, context_model, gather_network, mixture_parameters
+from .clauses import clause, informative
+from .entropy import coding_window, context_model, cumulative_frequencies, gather_network, mixture_parameters
 from .model_file import Model
 from .range_decoder import RangeDecoder
-from .symbols import decode_values
+from .stages import NO_RECORDER, Recorder, latent_stage_channels
+from .symbols import decode_value
 
 
+@clause("7.5", "Coding order of the latent")
 def wavefronts(hy: int, wy: int):
-    """Clause 7.5: for t = 0 .. (Wy-1) + 4(Hy-1), the positions (ys, xs) with x + 4y = t, y increasing."""
-    slope = K.WAVEFRONT_SLOPE
+    """For t = 0 .. (Wy - 1) + 4 (Hy - 1): the positions (ys, xs) with x + 4 y = t, in increasing y."""
+    slope = WAVEFRONT_SLOPE
     for t in range(wy + slope * (hy - 1)):
-        y_first = max(0, -((wy - 1 - t) // slope))  # ceil((t - (Wy-1)) / 4), at least 0
-        ys = np.arange(y_first, min(hy - 1, t // slope) + 1)
+        ys = np.array([y for y in range(hy) if 0 <= t - slope * y < wy], dtype=np.int64)
         yield ys, t - slope * ys
 
 
-class Trace:
-    """Non-normative: collects the per-position stage values of clauses 7.6 to 7.9 (clause 11.3)."""
-
-    def __init__(self, model: Model, hy: int, wy: int):
-        self.maps = {}
-        self.hy, self.wy = hy, wy
-        cy, nk = model.latent_channels, K.NUM_MIXTURES
-        for spec in CONTEXT + GATHER:
-            out = model.layers[spec.name].weight.shape[0]
-            self.maps[spec.name] = np.zeros((hy, wy, out), dtype=np.int64)
-        for name in ("mixture.weights", "mixture.means", "mixture.scale_index"):
-            self.maps[name] = np.zeros((hy, wy, cy, nk), dtype=np.int64)
-        for name in ("window.lo", "window.hi"):
-            self.maps[name] = np.zeros((hy, wy, cy), dtype=np.int64)
-
-    def record(self, ys, xs, name, values):
-        self.maps[name][ys, xs] = values.reshape((len(ys),) + self.maps[name].shape[2:])
-
-    def stages(self) -> dict:
-        out = {}
-        for name, m in self.maps.items():
-            if m.ndim == 4:  # (Hy, Wy, C, K) -> (K, C, Hy, Wy)
-                out[name] = m.transpose(3, 2, 0, 1)
-            else:
-                out[name] = m.transpose(2, 0, 1)
-        return out
-
-
-def decode_y(decoder: RangeDecoder, model: Model, hyper: np.ndarray, trace: Trace | None = None) -> np.ndarray:
-    """Clause 7.5: y_hat (C_y, Hy, Wy) from the y payload, wavefront by wavefront."""
-    hy, wy, _ = hyper.shape
+@clause("7.5", "Coding order of the latent")
+def decode_y(decoder: RangeDecoder, model: Model, hyper: np.ndarray, record: Recorder = NO_RECORDER) -> np.ndarray:
+    """y_hat (C_y, Hy, Wy) from the y payload: for every position in coding order, clauses 7.6
+    to 7.9 give the coding CDFs of its channels and clause 7.10 decodes them."""
     cy = model.latent_channels
-    r = CONTEXT_REACH
-    # Clip3(-255, 255, y_hat) channels-last, zero-padded above and either side (clause 7.6).
-    q_padded = np.zeros((hy + r, wy + 2 * r, cy), dtype=np.float64)
-    y_hat = np.zeros((hy, wy, cy), dtype=np.int64)
-    for ys, xs in wavefronts(hy, wy):
-        contexts = context_model(model, q_padded, ys, xs)
-        gather_rows = {} if trace is not None else None
-        params = gather_network(model, hyper[ys, xs], contexts, gather_rows)
-        mix = mixture_parameters(params, cy)
-        lo, hi = coding_windows(mix)
-        cdf, offsets = coding_cdfs(mix, lo, hi)  # clause 7.9, C(j) of every element
-        values = _decode_elements(decoder, cdf, offsets, lo, hi)
-        block = np.array(values, dtype=np.int64).reshape(len(ys), cy)
-        y_hat[ys, xs] = block
-        q_padded[ys + r, xs + r] = clip3_array(-K.CONTEXT_INPUT_MAX, K.CONTEXT_INPUT_MAX, block)
-        if trace is not None:
-            for spec, ctx in zip(CONTEXT, contexts):
-                trace.record(ys, xs, spec.name, ctx)
-            for name, g in gather_rows.items():
-                trace.record(ys, xs, name, g)
-            trace.record(ys, xs, "mixture.weights", mix.weights)
-            trace.record(ys, xs, "mixture.means", mix.means)
-            trace.record(ys, xs, "mixture.scale_index", mix.scale_index)
-            trace.record(ys, xs, "window.lo", lo)
-            trace.record(ys, xs, "window.hi", hi)
-    return y_hat.transpose(2, 0, 1)
+    _, hy, wy = hyper.shape
+    y_hat = np.zeros((cy, hy, wy), dtype=np.int64)
+    record.latent_start(latent_stage_channels(model), hy, wy)
+    total = wy + WAVEFRONT_SLOPE * (hy - 1)
+    for t, (ys, xs) in enumerate(wavefronts(hy, wy)):
+        for y, x in zip(ys.tolist(), xs.tolist()):
+            contexts = context_model(model, y_hat, y, x)                   # 7.6
+            G = gather_network(model, hyper[:, y, x], contexts)            # 7.7
+            mix = mixture_parameters(G[-1][None], cy)                      # 7.8
+            lo, hi = coding_window(mix)                                    # 7.9
+            C = cumulative_frequencies(mix, lo, hi)                        # 7.9
+            for c in range(cy):                                            # 7.10
+                n_w = int(hi[c] - lo[c] + 1)
+                y_hat[c, y, x] = decode_value(decoder, C[c, : n_w + 1].tolist(), n_w, int(lo[c]), int(hi[c]),
+                                              Y_MAX)
+            _record_position(record, y, x, contexts, G, mix, lo, hi, C, y_hat[:, y, x])
+        record.wavefronts_done(t + 1)
+        record.progress("latent", t + 1, total)
+    return y_hat
 
 
-def _decode_elements(decoder: RangeDecoder, cdf: np.ndarray, offsets: np.ndarray, lo: np.ndarray, hi: np.ndarray):
-    """Clause 7.10 for the elements of one wavefront, in symbol order (C(j) of element e at cdf[offsets[e] + j])."""
-    return decode_values(decoder, memoryview(cdf), offsets, lo, hi - lo + 1, K.Y_MAX)
+@informative("hands the clause 11.3 stages at one position to the recorder; computes nothing")
+def _record_position(record: Recorder, y: int, x: int, contexts, G, mix, lo, hi, C, values) -> None:
+    """Hand the latent stages of clause 11.3 at (y, x) to the recorder."""
+    if not record.active:
+        return
+    at = ([y], [x])
+    for spec, value in zip(CONTEXT, contexts):
+        record.latent(spec.name, *at, value[None])
+    for spec, value in zip(GATHER, G):
+        record.latent(spec.name, *at, value[None])
+    record.latent("mixture.weights", *at, mix.weights[None])
+    record.latent("mixture.means", *at, mix.means[None])
+    record.latent("mixture.scale_index", *at, mix.scale_index[None])
+    record.latent("window.lo", *at, lo[None])
+    record.latent("window.hi", *at, hi[None])
+    record.latent("y_hat", *at, values[None])

@@ -19,7 +19,7 @@ import math
 import struct
 import zipfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ import numpy as np
 from . import constants as K
 from .architecture import BY_NAME, CONTEXT, GATHER, HYPER_SYNTHESIS, LAYER_NAMES, OUTPUT_LAYER, SYNTHESIS, causal_mask
 from .errors import AccumulatorOverflowRisk, ModelFormatError, ModelShapeError, ModelValueError, UnknownModel
-from .marks import informative
+from .clauses import clause, informative
 
 # Clause 9.1: container limits, checked before any member is read.
 MAX_MODEL_FILE_BYTES = 1 << 30
@@ -50,7 +50,7 @@ INTEGER_KEYS = ("format_version", "weight_bits", "latent_channels", "hyper_chann
 PROFILES = {"W16A16": 16, "W8A16": 8}
 
 
-@dataclass
+@dataclass(eq=False)
 class Layer:
     """One layer of clause 5.1 as loaded: the clause 9.3 arrays (int64) and its clip bound (clause 9.2)."""
 
@@ -64,7 +64,7 @@ class Layer:
     leaky: bool
 
 
-@dataclass
+@dataclass(eq=False)
 class Model:
     """A model file that passed clause 9.4: header (clause 9.2), arrays (clause 9.3), model id (clause 9.1)."""
 
@@ -76,7 +76,6 @@ class Model:
     z_cdf: np.ndarray
     model_id: bytes
     path: str = ""
-    cache: dict = field(default_factory=dict, repr=False)  # derived matrices (not normative)
 
     @property
     def latent_channels(self) -> int:
@@ -91,6 +90,7 @@ class Model:
         return self.header["num_rates"]
 
 
+@clause("9.1", "Container")
 def model_id_of(data: bytes) -> bytes:
     """Clause 9.1: the first 8 bytes of the SHA-256 digest of the file."""
     return hashlib.sha256(data).digest()[:8]
@@ -98,6 +98,7 @@ def model_id_of(data: bytes) -> bytes:
 
 # --- Clause 9.4 item 1: format [ModelFormatError] --------------------------------------------
 
+@informative("formats a value from the file for an error message")
 def _show(value) -> str:
     """Informative: a value from the file for an error message, kept to one short line (a long
     string or list is cut, a huge integer is named by its size)."""
@@ -119,6 +120,7 @@ class _Member:
     raw: bytes
     offset: int
 
+    @clause("9.1", "Container")
     def array(self) -> np.ndarray:
         count = math.prod(self.shape)
         if count == 0:
@@ -126,6 +128,7 @@ class _Member:
         return np.frombuffer(self.raw, dtype=self.dtype, count=count, offset=self.offset).reshape(self.shape)
 
 
+@clause("9.1", "Container")
 def _parse_npy(raw: bytes, filename: str, where: str) -> _Member:
     """Clause 9.1: a .npy array, format version 1.0, C order, little-endian (or without byte order
     for 1-byte types), not an object array. The header is read as a literal; nothing is unpickled."""
@@ -176,11 +179,12 @@ def _parse_npy(raw: bytes, filename: str, where: str) -> _Member:
     return _Member(dtype=dtype, shape=shape, raw=raw, offset=end)
 
 
+@clause("9.1", "Container")
 def _read_members(data: bytes, where: str) -> dict[str, _Member]:
     """Clause 9.1: the container. File size, member count, unique names and member sizes are
     checked before any member is read; then every member must be a valid .npy array."""
     if len(data) > MAX_MODEL_FILE_BYTES:
-        raise ModelFormatError(f"file is {len(data)} bytes, at most {MAX_MODEL_FILE_BYTES} allowed",  # informative: a vector would be over 1 GiB
+        raise ModelFormatError(f"file is {len(data)} bytes, at most {MAX_MODEL_FILE_BYTES} allowed",  # unreachable: a vector would be over 1 GiB
                                where=where)
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -209,6 +213,7 @@ def _read_members(data: bytes, where: str) -> dict[str, _Member]:
     return members
 
 
+@clause("9.2", "Header")
 def _json_object(pairs, where):
     """Clause 9.2: a JSON object without duplicate keys."""
     obj = {}
@@ -219,6 +224,7 @@ def _json_object(pairs, where):
     return obj
 
 
+@clause("9.2", "Header")
 def _json_constant(name, where):
     """Clause 9.2: NaN and Infinity are not JSON."""
     raise ModelFormatError(f"header JSON contains {name}, which is not JSON", where=where)
@@ -227,6 +233,7 @@ def _json_constant(name, where):
 JSON_INT_EXACT_DIGITS = 4000  # below Python's default int-from-string limit (4300 digits)
 
 
+@clause("9.2", "Header")
 def _json_int(text: str) -> int:
     """Clause 9.2: a JSON integer of any length is an integer. Up to 4000 digits it is converted
     exactly; a longer one is beyond every range of clause 9.4 (and of clause 5.2), so it is
@@ -237,11 +244,13 @@ def _json_int(text: str) -> int:
     return -(10 ** JSON_INT_EXACT_DIGITS) if text.startswith("-") else 10 ** JSON_INT_EXACT_DIGITS
 
 
+@clause("9.2", "Header")
 def _is_integer(value) -> bool:
     """Clause 9.2: a JSON number without fraction or exponent (json gives int; not bool, not float)."""
     return type(value) is int
 
 
+@clause("9.2", "Header")
 def _parse_header(members, where) -> dict:
     """Clause 9.2 and 9.4 item 1: JSON syntax, key set, types, format, format_version, profile."""
     if "header" not in members:
@@ -300,6 +309,7 @@ def _parse_header(members, where) -> dict:
     return header
 
 
+@clause("9.3", "Arrays")
 def _member_specs(profile: str) -> list[tuple[str, np.dtype, int]]:
     """Clause 9.3: (member name, dtype, number of dimensions) of every array, in table order."""
     wdtype = np.dtype(np.int16 if PROFILES[profile] == 16 else np.int8)
@@ -312,6 +322,7 @@ def _member_specs(profile: str) -> list[tuple[str, np.dtype, int]]:
     return specs
 
 
+@clause("9.4", "Validation")
 def _read_arrays(members, header, where) -> dict[str, np.ndarray]:
     """Clause 9.4 item 1: every member of clause 9.3 present with exactly its dtype (the profile's
     weight dtype) and number of dimensions, and no other member; returned as int64 arrays."""
@@ -331,12 +342,14 @@ def _read_arrays(members, header, where) -> dict[str, np.ndarray]:
 
 # --- Clause 9.4 item 2: shapes [ModelShapeError] ---------------------------------------------
 
+@clause("9.4", "Validation")
 def _expect_shape(name, arr, shape, where):
     """Clause 9.4 item 2: ModelShapeError unless arr has exactly this shape."""
     if arr.shape != tuple(shape):
         raise ModelShapeError(f"{name} has shape {arr.shape}, expected {_show(tuple(shape))}", where=where)
 
 
+@clause("9.4", "Validation")
 def _check_shapes(header, arrays, where):
     """Clause 9.4 item 2: C_y, C_z and every layer's outputs within clause 5.2 first, then the
     consistency of every shape."""
@@ -382,12 +395,14 @@ def _check_shapes(header, arrays, where):
 
 # --- Clause 9.4 item 3: values [ModelValueError] ---------------------------------------------
 
+@clause("9.4", "Validation")
 def _check_range(what, value, lo, hi, where):
     """Clause 9.4 item 3: ModelValueError unless lo <= value <= hi."""
     if not lo <= value <= hi:
         raise ModelValueError(f"{what} = {_show(value)} outside {lo}..{hi}", where=where)
 
 
+@clause("9.4", "Validation")
 def _check_values(header, arrays, where):
     """Clause 9.4 item 3, in its order."""
     if header["weight_bits"] != PROFILES[header["profile"]]:
@@ -431,6 +446,7 @@ def _check_values(header, arrays, where):
             raise ModelValueError(f"z window of channel {c} exceeds Z_MAX", where=where)
 
 
+@clause("9.5", "Accumulator bound")
 def input_bounds(model_header) -> dict[str, int]:
     """Clause 9.5: in_max of every layer."""
     clip = model_header["clip"]
@@ -446,6 +462,7 @@ def input_bounds(model_header) -> dict[str, int]:
     return bounds
 
 
+@clause("9.5", "Accumulator bound")
 def check_accumulator_bound(layers, header, where=""):
     """Clause 9.5: sum |W| * in_max + |b| < 2^31 for every output channel of every layer."""
     for name, in_max in input_bounds(header).items():
@@ -459,6 +476,7 @@ def check_accumulator_bound(layers, header, where=""):
                 where=where)
 
 
+@clause("9.4", "Validation")
 def parse_model(data: bytes, where: str = "model") -> Model:
     """Clause 9.4: parse and validate a model file's bytes; the checks run in the clause's order."""
     members = _read_members(data, where)
@@ -480,16 +498,17 @@ def parse_model(data: bytes, where: str = "model") -> Model:
     )
 
 
+@clause("9", "Model-parameter file")
 def load_model(path) -> Model:
     """Clause 9: read and validate a model file from disk."""
     path = Path(path)
     try:
         size = path.stat().st_size
         if size > MAX_MODEL_FILE_BYTES:
-            raise ModelFormatError(f"file is {size} bytes, larger than any valid model",  # informative: over 1 GiB
+            raise ModelFormatError(f"file is {size} bytes, larger than any valid model",  # unreachable: over 1 GiB
                                    where=str(path))
         data = path.read_bytes()
-    except OSError as exc:  # informative: a file-system error, which no vector can cause
+    except OSError as exc:  # unreachable: a file-system error, which no vector can cause
         raise ModelFormatError(f"cannot read model file ({exc.strerror})", where=str(path)) from None
     return parse_model(data, where=str(path))
 
@@ -499,7 +518,7 @@ def load_model(path) -> Model:
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models"
 
 
-@informative
+@informative("finding a model file by its id is outside the decoding process (clause 6.2 check 6 needs only the model)")
 class ModelStore:
     """Non-normative: the model files a decoder has, found by model id (clause 6.2, check 6).
 
@@ -519,7 +538,7 @@ class ModelStore:
         for f in files:
             self._paths.setdefault(model_id_of(f.read_bytes()), f)
 
-    @informative
+    @informative("library use: tools and tests")
     def add(self, model: Model) -> None:
         """Informative: make a parsed model available (library use: tools, tests)."""
         self._models[model.model_id] = model
@@ -536,7 +555,7 @@ class ModelStore:
         return model
 
     @classmethod
-    @informative
+    @informative("the command line's default models")
     def default(cls) -> "ModelStore":
         """Informative: the models shipped with refdec (the CLI's default)."""
         return cls([DEFAULT_MODEL_DIR] if DEFAULT_MODEL_DIR.is_dir() else [])

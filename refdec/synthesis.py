@@ -1,154 +1,48 @@
-"""Inverse gain (spec clause 7.11), synthesis (clause 7.12) and output cropping (clause 7.13).
-
-The synthesis runs in horizontal bands (clause 7.12 allows it), streaming: each
-layer keeps a window of its input rows (a line buffer, zero-padded at the true
-top and bottom and at both sides, as clause 4.5 pads the whole input). For
-each band of output rows, the rows each layer must have computed are worked
-out backwards through the network; then each layer computes only its rows not
-computed yet, from its window, and writes them (with clause 4.6 where the
-layer has D2S) straight into the next layer's window. Each output value is
-computed once, so the result equals the whole-image computation bit for bit
-while memory stays proportional to the band.
-"""
+"""Inverse gain (spec clause 7.11), synthesis (clause 7.12) and output (clause 7.13)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .architecture import SYNTHESIS
-from .arith import clip3_array, round2_array
-from .layers import conv_planar, conv_winograd
+from .arith import clip3, round2
+from .clauses import clause
+from .layers import depth_to_space, layer
 from .model_file import Model
+from .stages import NO_RECORDER, Recorder
 
-PIXEL_RANGE = (0, 255)
-DEFAULT_BAND_ROWS = 32  # informative: output rows per band
+SAMPLE_RANGE = (0, 255)  # clause 7.12: the last layer's Clip3 bounds
 
 
+@clause("7.11", "Inverse gain")
 def inverse_gain(model: Model, y_hat: np.ndarray, rate_index: int) -> np.ndarray:
-    """Clause 7.11: S0 = Clip3(-A0, A0, Round2(y_hat * inv_gain[r][c], G)), (C_y, Hy, Wy)."""
+    """S0 = Clip3(-A0, A0, Round2(y_hat * inv_gain[r][c], G)), (C_y, Hy, Wy)."""
     gain = model.inv_gain[rate_index][:, None, None]
-    a0 = model.header["synthesis_input_clip"]
-    return clip3_array(-a0, a0, round2_array(y_hat * gain, model.header["inv_gain_shift"]))
+    A0 = model.header["synthesis_input_clip"]
+    return clip3(-A0, A0, round2(y_hat * gain, model.header["inv_gain_shift"]))
 
 
-class _RowWindow:
-    """Non-normative: rows [start, end) of a layer's input, zero-padded as in clause 4.5.
-
-    data[i] is input row start + i with p zero columns either side; rows
-    outside [0, height) are zero. Rows before `keep` are no longer needed and
-    are dropped when the window needs room.
-    """
-
-    def __init__(self, height: int, width: int, channels: int, p: int, capacity: int):
-        self.height, self.width, self.p = height, width, p
-        self.data = np.zeros((max(capacity, 2 * p + 1), width + 2 * p, channels))
-        self.start, self.end, self.keep = -p, 0, -p  # the p zero rows above the input
-
-    def rows(self, a: int, b: int) -> np.ndarray:
-        """Input rows [a, b) with their padding, (b - a, width + 2p, channels)."""
-        assert self.start <= a and b <= self.end, "window does not hold the rows"
-        return self.data[a - self.start: b - self.start]
-
-    def reserve(self, end: int) -> np.ndarray:
-        """Room for rows [self.end, end): returns their interior columns to write."""
-        if end - self.start > len(self.data):
-            kept = self.data[self.keep - self.start: self.end - self.start]
-            if end - self.keep > len(self.data):
-                grown = np.zeros((max(end - self.keep, 3 * len(self.data) // 2),) + self.data.shape[1:])
-                grown[: len(kept)] = kept
-                self.data = grown
-            else:
-                self.data[: len(kept)] = kept
-            self.start = self.keep
-        return self.data[self.end - self.start: end - self.start, self.p: self.p + self.width]
-
-    def advance(self, end: int) -> None:
-        """Rows up to end are written; at the bottom, append the p zero rows below the input."""
-        self.end = end
-        if end == self.height:
-            self.reserve(end + self.p)
-            self.data[end - self.start: end + self.p - self.start] = 0
-            self.end = end + self.p
-
-    def interior(self, a: int, b: int) -> np.ndarray:
-        """Input rows [a, b) without the column padding."""
-        return self.rows(a, b)[:, self.p: self.p + self.width]
+@clause("7.12", "Synthesis")
+def synthesis(model: Model, S0: np.ndarray, record: Recorder = NO_RECORDER) -> np.ndarray:
+    """S7 (3, 16 Hy, 16 Wy) from S0 (C_y, Hy, Wy)."""
+    L = model.layers
+    S1 = layer(L["synthesis.0"], S0)
+    record.tensor("synthesis.0", S1)
+    S2 = depth_to_space(layer(L["synthesis.1"], S1))
+    record.tensor("synthesis.1", S2)
+    S3 = layer(L["synthesis.2"], S2)
+    record.tensor("synthesis.2", S3)
+    S4 = depth_to_space(layer(L["synthesis.3"], S3))
+    record.tensor("synthesis.3", S4)
+    S5 = depth_to_space(layer(L["synthesis.4"], S4))
+    record.tensor("synthesis.4", S5)
+    S6 = depth_to_space(layer(L["synthesis.5"], S5))
+    record.tensor("synthesis.5", S6)
+    S7 = layer(L["synthesis.6"], S6, bounds=SAMPLE_RANGE)
+    record.tensor("synthesis.6", S7)
+    return S7
 
 
-def _rows_needed(layers, heights, target: int):
-    """Non-normative: per layer, the conv output rows (before D2S) needed for final rows [0, target)."""
-    need = [0] * len(layers)
-    rows = target
-    for i in range(len(layers) - 1, -1, -1):
-        need[i] = rows
-        if i:
-            rows = min(heights[i], rows + layers[i].kernel // 2)  # input rows of layer i that it reads
-            if layers[i - 1].depth_to_space:
-                rows = (rows + 1) // 2
-    return need
-
-
-def synthesize(model: Model, s0: np.ndarray, band_rows: int = DEFAULT_BAND_ROWS, trace=None) -> np.ndarray:
-    """Clause 7.12: S7 (3, 16 Hy, 16 Wy) uint8 from S0 (C_y, Hy, Wy).
-
-    With trace, every layer's output is recorded (copied out band by band, so a traced decode
-    runs exactly the code of an untraced one).
-    """
-    layers = [model.layers[spec.name] for spec in SYNTHESIS]
-    hy, wy = s0.shape[1:]
-    heights, widths = [], []  # input size of each layer
-    h, w = hy, wy
-    for layer in layers:
-        heights.append(h)
-        widths.append(w)
-        if layer.depth_to_space:
-            h, w = 2 * h, 2 * w
-    out_rows, out_cols = h, w
-    band_rows = max(1, band_rows)
-    image = np.empty((3, out_rows, out_cols), dtype=np.uint8)
-
-    # Input windows; the first holds all of S0 (it is small).
-    p0 = layers[0].kernel // 2
-    windows = [_RowWindow(hy, wy, s0.shape[0], p0, hy + 2 * p0)]
-    windows[0].reserve(hy)[...] = s0.transpose(1, 2, 0)
-    windows[0].advance(hy)
-    for i in range(1, len(layers)):
-        p = layers[i].kernel // 2
-        scale = out_rows // heights[i]
-        windows.append(_RowWindow(heights[i], widths[i], layers[i].weight.shape[1], p,
-                                  -(-band_rows // scale) + 2 * p + 2))
-    done = [0] * len(layers)
-    scratch: dict = {}  # conv_winograd's buffers, reused
-
-    for target in range(min(band_rows, out_rows), out_rows + band_rows, band_rows):
-        target = min(target, out_rows)
-        need = _rows_needed(layers, heights, target)
-        for i, layer in enumerate(layers):
-            a, b = done[i], need[i]
-            if b <= a:
-                continue
-            p = layer.kernel // 2
-            src = windows[i].rows(a - p, b + p)
-            if i == len(layers) - 1:
-                conv_planar(model, layer, src, b - a, image[:, a:b], PIXEL_RANGE)
-            else:
-                nxt = windows[i + 1]
-                f = 2 if layer.depth_to_space else 1
-                # Rows [f * a, f * b) of the next layer's input, written in place.
-                conv_winograd(model, layer, src, b - a, nxt.reserve(f * b), scratch=scratch)
-                nxt.advance(f * b)
-                if trace is not None:
-                    if layer.name not in trace:
-                        # int32 holds every activation exactly (clause 4.5) at half the memory of float64.
-                        trace[layer.name] = np.empty((heights[i + 1], widths[i + 1], nxt.data.shape[2]), np.int32)
-                    trace[layer.name][f * a: f * b] = nxt.interior(f * a, f * b)
-            done[i] = b
-            windows[i].keep = b - p  # rows still needed by the next band
-    if trace is not None:
-        trace[layers[-1].name] = image.transpose(1, 2, 0)
-    return image
-
-
-def crop(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Clause 7.13: the top-left H x W samples."""
-    return np.ascontiguousarray(image[:, :height, :width])
+@clause("7.13", "Output")
+def output(S7: np.ndarray, width: int, height: int) -> np.ndarray:
+    """out[c][y][x] = S7[c][y][x] for the top-left H x W positions, as 8-bit samples (3, H, W)."""
+    return np.ascontiguousarray(S7[:, :height, :width], dtype=np.uint8)

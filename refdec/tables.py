@@ -7,6 +7,8 @@ from importlib import resources
 
 import numpy as np
 
+from .clauses import clause
+
 TABLE_DIGESTS = {
     "gaussian_cdf.txt": "ac6c6a6fe5aec87a3b01ce160bdff62ac8716ee716f2c4bcadc145afc25a45a4",
     "scale_q.txt": "47f1341cd6220970a6faddfd548649b05ac0b972edd085161955ae22f048817c",
@@ -14,12 +16,13 @@ TABLE_DIGESTS = {
 }
 
 
+@clause("10", "Normative tables")
 def _load(name: str) -> np.ndarray:
-    """Clause 10: read one table file and check it against its normative SHA-256 digest."""
+    """Read one table file and check it against its normative SHA-256 digest."""
     data = resources.files("refdec").joinpath("tables", name).read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != TABLE_DIGESTS[name]:
-        raise RuntimeError(f"refdec installation is corrupt: table {name} has digest {digest}")  # informative: no stream reaches it
+        raise RuntimeError(f"refdec installation is corrupt: table {name} has digest {digest}")  # unreachable: no stream reaches it
     return np.array([int(v) for v in data.split()], dtype=np.int64)
 
 

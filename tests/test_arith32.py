@@ -17,11 +17,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refdec import constants as K
-from refdec.arith import round2, round2_array
+from refdec.constants import LEAKY_SHIFT, MAX_INV_GAIN_SHIFT, MAX_ROUND2_BITS, MAX_SHIFT
+from refdec.arith import round2
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
-N_RANGE = range(1, K.MAX_ROUND2_BITS + 1)  # 1..30
+N_RANGE = range(1, MAX_ROUND2_BITS + 1)  # 1..30
 
 
 def round2_32(x: int, n: int) -> int:
@@ -40,9 +40,9 @@ def round2_32_int32(x: np.ndarray, n: int) -> np.ndarray:
 
 def test_shift_limits_keep_n_within_30():
     """Clause 4.4: s <= 27, so Round2(acc, s + 3) shifts by at most 30; clause 7.11's G <= 27 too."""
-    assert K.MAX_SHIFT == 27 and K.MAX_ROUND2_BITS == 30
-    assert K.MAX_SHIFT + K.LEAKY_SHIFT == K.MAX_ROUND2_BITS
-    assert K.MAX_INV_GAIN_SHIFT <= K.MAX_ROUND2_BITS
+    assert MAX_SHIFT == 27 and MAX_ROUND2_BITS == 30
+    assert MAX_SHIFT + LEAKY_SHIFT == MAX_ROUND2_BITS
+    assert MAX_INV_GAIN_SHIFT <= MAX_ROUND2_BITS
 
 
 @pytest.mark.parametrize("n", N_RANGE)
@@ -56,7 +56,7 @@ def test_equivalence_at_the_edges(n):
         assert round2(x, n) == round2_32(x, n) == expected, (x, n)
 
 
-@given(st.integers(INT32_MIN, INT32_MAX), st.integers(1, K.MAX_ROUND2_BITS))
+@given(st.integers(INT32_MIN, INT32_MAX), st.integers(1, MAX_ROUND2_BITS))
 def test_equivalence_random_scalars(x, n):
     assert round2_32(x, n) == round2(x, n)
 
@@ -69,7 +69,7 @@ def test_equivalence_random_int32_arrays(n):
     x[:4] = [INT32_MIN, INT32_MAX, -1, 0]
     got = round2_32_int32(x, n)
     assert got.dtype == np.int32
-    assert np.array_equal(got.astype(np.int64), round2_array(x.astype(np.int64), n))
+    assert np.array_equal(got.astype(np.int64), round2(x.astype(np.int64), n))
     # Every intermediate of the 32-bit form lies in the int32 range (checked in unbounded ints).
     for v in x[:64].tolist():
         assert INT32_MIN <= v >> n <= INT32_MAX and 0 <= (v >> (n - 1)) & 1 <= 1
@@ -84,8 +84,8 @@ def test_naive_sum_leaves_32_bits():
         assert INT32_MAX + (1 << (n - 1)) > INT32_MAX
         with np.errstate(over="ignore"):
             naive = (x + np.int32(1 << (n - 1))) >> np.int32(n)
-        assert not np.array_equal(naive.astype(np.int64), round2_array(x.astype(np.int64), n))
-        assert np.array_equal(round2_32_int32(x, n).astype(np.int64), round2_array(x.astype(np.int64), n))
+        assert not np.array_equal(naive.astype(np.int64), round2(x.astype(np.int64), n))
+        assert np.array_equal(round2_32_int32(x, n).astype(np.int64), round2(x.astype(np.int64), n))
 
 
 def test_n_zero_is_the_identity():

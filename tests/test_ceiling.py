@@ -28,6 +28,7 @@ def test_centre_crop():
     assert ceiling.centre_crop(img, 0) is img and ceiling.centre_crop(img, 6) is img
 
 
+@pytest.mark.slow
 def test_ceiling_agrees_with_the_evaluation_and_bounds_it():
     model = load_float_model(CHECKPOINT).eval()
     for p in model.parameters():
@@ -43,6 +44,7 @@ def test_ceiling_agrees_with_the_evaluation_and_bounds_it():
         ceiling.image_ceiling(model, img[:100], [0], steps=0)
 
 
+@pytest.mark.slow
 def test_ceiling_command_writes_json_and_the_results_section(tmp_path, image_folder):
     kodak = image_folder({"kodim01.png": _image(64, 128)})
     out = tmp_path / "ceiling.json"

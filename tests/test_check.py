@@ -295,6 +295,7 @@ def test_vector_files_must_match_their_hashes(vectors, tmp_path, capsys):
         load_manifest(copy).select(["no-such-subset"])
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 def test_torch_decoder_passes_all(vectors, tmp_path, capsys, child_env):
     rc, out, _ = _check(capsys, vectors, "--decoder", TORCH_DECODER, "-j", "2", "--json", tmp_path / "r.json",

@@ -140,13 +140,6 @@ def test_decode_summary_line(env, capsys, tmp_path):
     assert rc == 0 and err == "" and out == ""
 
 
-def test_decode_png_with_other_extension(env, capsys, tmp_path):
-    path, stream, ref = env["streams"][(16, 16)]
-    out = tmp_path / "image.bin"
-    assert run(["decode", path, "-o", out, "-m", env["model_path"], "-q"], capsys)[0] == 0
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 # --- info ---------------------------------------------------------------------------------
 
 def test_info_json(env, capsys):
@@ -347,3 +340,95 @@ def test_python_m_refdec(env, tmp_path):
     proc = _subprocess(["decode", "-", "-o", "-", "--raw", "-q", "-m", env["model_path"]], input=stream)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ref.image.tobytes() and proc.stderr == b""
+
+
+# --- the literal path, output names, partial traces, progress (issues 19, 20, 22) --------------
+
+def test_literal_path_gives_the_same_samples_and_trace(env, capsys, tmp_path):
+    path, stream, ref = env["streams"][(70, 33)]
+    out, trace = tmp_path / "o.rgb", tmp_path / "trace"
+    rc, _, err = run(["decode", path, "-o", out, "--literal", "--trace-dir", trace, "--model", env["model_path"]],
+                     capsys)
+    assert rc == 0, err
+    assert "(literal path)" in err
+    assert out.read_bytes() == ref.image.tobytes()  # .rgb: the clause 11.4 planar bytes, without --raw
+    for name, tensor in ref.stages.items():
+        assert np.array_equal(np.load(trace / f"{name}.npy"), tensor), name
+
+
+@pytest.mark.parametrize("name, fragment", [("o.jpg", "o.jpg"), ("o.PNG.bmp", ".bmp")])
+def test_output_names_that_are_not_png_or_rgb_are_refused(env, capsys, tmp_path, name, fragment):
+    path, _, _ = env["streams"][(16, 16)]
+    rc, _, err = run(["decode", path, "-o", tmp_path / name, "--model", env["model_path"]], capsys)
+    assert rc == 2
+    assert_one_error_line(err, fragment, ".rgb")
+    assert not (tmp_path / name).exists()
+    rc, _, err = run(["decode", path, "-o", tmp_path / "o.png", "--raw", "--model", env["model_path"]], capsys)
+    assert rc == 2
+    assert_one_error_line(err, "--raw", ".png")
+
+
+@pytest.mark.parametrize("literal", [False, True])
+def test_a_failed_decode_leaves_a_partial_trace(env, capsys, tmp_path, literal):
+    """Clause 11.5.4: the stages computed before the error, and partial.json saying how many wavefronts
+    of the latent stages are valid; they equal the full decode's stages there."""
+    from refdec.bitstream import parse_header
+    from refdec.stages import LATENT_STAGES, decoded_positions
+
+    path, stream, ref = env["streams"][(70, 33)]
+    h = parse_header(stream)
+    cut = bytearray(stream[: h.y_offset + h.y_length // 2])
+    cut[23:27] = struct.pack(">I", h.y_length // 2)  # a truncated y payload: PayloadTruncated part-way
+    bad = tmp_path / "cut.rdec"
+    bad.write_bytes(bytes(cut))
+    trace = tmp_path / "trace"
+    rc, _, err = run(["decode", bad, "-o", tmp_path / "o.png", "--trace-dir", trace, "--model", env["model_path"]]
+                     + (["--literal"] if literal else []), capsys)
+    assert rc == 2
+    assert_one_error_line(err, "PayloadTruncated")
+    info = json.loads((trace / "partial.json").read_text())
+    assert info["partial"] is True and 0 < info["latent_wavefronts"]
+    hy, wy = ref.stages["y_hat"].shape[1:]
+    assert info["latent_wavefronts"] < wy + 4 * (hy - 1)
+    keep = decoded_positions(hy, wy, info["latent_wavefronts"])
+    assert not (trace / "synthesis_input.npy").exists() and not (trace / "image.npy").exists()
+    for name in ["z_hat", "hyper_synthesis.2"]:
+        assert np.array_equal(np.load(trace / f"{name}.npy"), ref.stages[name])
+    for name in LATENT_STAGES:
+        got = np.load(trace / f"{name}.npy")
+        assert np.array_equal(np.where(keep, got, 0), np.where(keep, ref.stages[name], 0)), name
+    # A later successful decode into the same folder removes the partial marker.
+    rc, _, err = run(["decode", path, "-o", tmp_path / "o.png", "--trace-dir", trace, "--model", env["model_path"]],
+                     capsys)
+    assert rc == 0 and not (trace / "partial.json").exists()
+
+
+def test_progress_is_shown_on_a_terminal_only(env, tmp_path):
+    """On a terminal, refdec decode redraws one progress line (wavefronts, then output rows) and
+    clears it; with stderr redirected it prints only the summary."""
+    import pty
+
+    path, _, _ = env["streams"][(70, 33)]
+    cmd = [sys.executable, "-m", "refdec", "decode", str(path), "-o", str(tmp_path / "o.png"),
+           "--model", str(env["model_path"])]
+    env_vars = dict(os.environ, PYTHONPATH=str(ROOT))
+    master, slave = pty.openpty()
+    proc = subprocess.run(cmd, stderr=slave, stdout=subprocess.DEVNULL, env=env_vars, timeout=120)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.returncode == 0
+    text = seen.decode()
+    assert re.search(r"latent (\d+)/\1 wavefronts", text) and "synthesis 64/64 output rows" in text, text
+    assert text.rstrip().splitlines()[-1].split("\x1b[K")[-1].startswith("refdec: "), text  # cleared, then the summary
+    redirected = subprocess.run(cmd, capture_output=True, text=True, env=env_vars, timeout=120)
+    assert redirected.returncode == 0 and "wavefronts" not in redirected.stderr
+    assert len(redirected.stderr.splitlines()) == 1

@@ -37,6 +37,7 @@ def test_committed_model_is_valid_and_documented(profile):
 
 @pytest.mark.skipif(not (DATA / "train").is_dir(), reason="training images not present")
 @pytest.mark.parametrize("profile", sorted(MODELS))
+@pytest.mark.slow
 def test_committed_model_is_what_the_committed_command_produces(profile, tmp_path):
     """Re-run the recorded command with the recorded bit widths (the search's result) and compare bytes."""
     committed = MODELS[profile]
@@ -48,6 +49,7 @@ def test_committed_model_is_what_the_committed_command_produces(profile, tmp_pat
     assert (tmp_path / "m.npz").read_bytes() == committed.read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not KODIM.exists(), reason="Kodak not present")
 def test_kodak_image_encodes_and_decodes_identically_everywhere():
     from refcodec.codec import decode_torch, encode_image, encoder_reconstruction, load_rgb, psnr

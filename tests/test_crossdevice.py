@@ -65,6 +65,7 @@ def test_integer_decoders_identical_across_threads_and_implementations():
         torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_command_line_runs_on_a_folder_and_rejects_bad_arguments(tmp_path, image, image_folder, capsys):
     """refcodec.crossdevice on a one-image folder writes every variant's summary; a missing folder, a
     crop that is not a multiple of 64 and a rate outside the model's are errors, not tracebacks."""

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refdec import constants as K
+from refdec.constants import MAX_HEIGHT, MAX_WIDTH, Y_MAX
+from refdec import constants
 from refdec import errors as E
 from refdec.decoder import decode
 from refdec.model_file import ModelStore
@@ -27,8 +28,8 @@ from refdec.generators.random_model import random_latents, random_model
 from refdec.generators.range_encoder import RangeEncoder
 
 # Clause 9.2 / 9.4 maxima (from refdec.constants where it names them).
-MAX_SHIFT = getattr(K, "MAX_SHIFT", 31)
-MAX_INV_GAIN_SHIFT = getattr(K, "MAX_INV_GAIN_SHIFT", 31)
+MAX_SHIFT = constants.MAX_SHIFT
+MAX_INV_GAIN_SHIFT = constants.MAX_INV_GAIN_SHIFT
 SPEC = Path(__file__).resolve().parents[1] / "spec" / "08-conformance.md"
 HEADER = struct.Struct(">4sBBHHB8sII")
 HDR = 27
@@ -171,7 +172,7 @@ def test_zero_dimension(small):
     raises(lambda: decode(with_header(small[2], height=0), small[1]), E.ZeroDimension, offset=8)
 
 
-@pytest.mark.parametrize("w,h,offset", [(K.MAX_WIDTH + 1, 1, 6), (1, K.MAX_HEIGHT + 1, 8), (8192, 4097, 6),
+@pytest.mark.parametrize("w,h,offset", [(MAX_WIDTH + 1, 1, 6), (1, MAX_HEIGHT + 1, 8), (8192, 4097, 6),
                                          (65535, 65535, 6)])
 def test_dimensions_too_large(small, w, h, offset):
     # The offset names the field at fault: height (8) when only the height is too large, else width (6).
@@ -337,20 +338,20 @@ def test_latent_out_of_range(small, side):
     n_w, lo = int(model.z_count[0]), int(model.z_lo[0])
     hi = lo + n_w - 1
     # The smallest magnitude that lands on Z_MAX + 1.
-    m = (K.Z_MAX + 1) - (hi + 1) if side else (lo - 1) + (K.Z_MAX + 1)
+    m = (constants.Z_MAX + 1) - (hi + 1) if side else (lo - 1) + (constants.Z_MAX + 1)
     assert m >= 0
     z_bad = escape_z_payload(model, exp_golomb_bits(side, m))
     err = raises(lambda: decode(assemble(stream, z_bad, payloads(stream)[1]), model), E.LatentOutOfRange,
                  offset_range=(HDR + 4, HDR + len(z_bad)))
-    assert str(K.Z_MAX + 1 if side else -(K.Z_MAX + 1)) in str(err)
+    assert str(constants.Z_MAX + 1 if side else -(constants.Z_MAX + 1)) in str(err)
 
 
 def test_latent_at_z_max_decodes(small):
     """|z_hat| = Z_MAX is valid (clause 5.3): the boundary of LatentOutOfRange."""
     data, model, stream, z, y = small
     z2 = z.copy()
-    z2[0, 0, 0] = K.Z_MAX
-    z2[-1, -1, -1] = -K.Z_MAX
+    z2[0, 0, 0] = constants.Z_MAX
+    z2[-1, -1, -1] = -constants.Z_MAX
     good = encode_latents(model, z2, y, 1, 70, 33)
     out = decode(good, model, trace=True)
     assert np.array_equal(out.stages["z_hat"], z2)
@@ -360,8 +361,8 @@ def test_y_escape_and_y_max(small):
     """|y_hat| = Y_MAX round-trips through the escape path of the y payload."""
     data, model, stream, z, y = small
     y2 = y.copy()
-    y2[0, 0, 0] = K.Y_MAX
-    y2[-1, -1, -1] = -K.Y_MAX
+    y2[0, 0, 0] = Y_MAX
+    y2[-1, -1, -1] = -Y_MAX
     out = decode(encode_latents(model, z, y2, 1, 70, 33), model, trace=True)
     assert np.array_equal(out.stages["y_hat"], y2)
 
@@ -483,7 +484,7 @@ MODEL_CASES = {
     "z_cdf last entry 65536": (E.ModelValueError, None, _bad_zcdf("last")),
     "z_cdf padding": (E.ModelValueError, None, _bad_zcdf("padding")),
     "z_count zero": (E.ModelValueError, None, _set_array("z_count", lambda c: _with(c, int(np.argmin(c)), 0))),
-    "z window beyond Z_MAX": (E.ModelValueError, None, _set_array("z_lo", lambda v: _with(v, 0, K.Z_MAX))),
+    "z window beyond Z_MAX": (E.ModelValueError, None, _set_array("z_lo", lambda v: _with(v, 0, constants.Z_MAX))),
     "inv_gain 65537": (E.ModelValueError, None, _set_array("inv_gain", lambda g: _with(g, (0, 0), 65537))),
     "inv_gain negative": (E.ModelValueError, None, _set_array("inv_gain", lambda g: _with(g, (0, 0), -1))),
     "clip 0": (E.ModelValueError, lambda h: h["clip"].update({"gather.0": 0}), None),

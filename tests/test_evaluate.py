@@ -48,6 +48,7 @@ def test_complete_images_drops_partly_evaluated_ones(tmp_path):
     assert evaluate.complete_images(cache, files, [0, 1], [], labels) == []
 
 
+@pytest.mark.slow
 def test_evaluation_run_reports_agreement_and_resumes(tmp_path):
     kodak, out = tmp_path / "kodak", tmp_path / "results"
     _images(kodak, 2)
@@ -106,6 +107,7 @@ def test_evaluation_run_reports_agreement_and_resumes(tmp_path):
     assert json.loads((out / "kodak.json").read_text())["images"] == ["kodim01.png", "kodim02.png"]
 
 
+@pytest.mark.slow
 def test_refined_evaluation_is_keyed_apart_and_never_costs_more(tmp_path):
     """--refine codes refined latents: its cache entries are keyed by the step count, so they do not
     mix with the plain encoder's, and every point's rate-distortion cost is at most the plain one."""

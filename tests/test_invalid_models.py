@@ -13,7 +13,7 @@ import pytest
 
 from refdec.errors import ALL_ERRORS, ModelError
 from refdec.generators.invalid_models import InvalidModel, invalid_models, tiny_base_model
-from refdec.marks import COVERAGE_EXCLUDE
+from refdec.clauses import COVERAGE_EXCLUDE
 from refdec.model_file import parse_model
 
 from conftest import REFDEC_DIR, ROOT
@@ -23,7 +23,7 @@ CLAUSE = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 
 # What parse_model cannot reach from a model file's bytes but the decoder does reach, excluded
 # from this measure by name (each regex must match exactly one line of model_file.py; a matched
-# def excludes the whole function). Code marked informative (refdec.marks.COVERAGE_EXCLUDE: the
+# def excludes the whole function). Code marked informative (refdec.clauses.COVERAGE_EXCLUDE: the
 # writers, the 1 GiB file-size limit, file-system errors) is excluded as in the vector gate.
 EXCLUDED = {
     r"^    def latent_channels\(self\)": "Model.latent_channels: accessor, not used by parse_model",

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from refdec import constants as K  # noqa: E402
+from refdec.constants import ACCUMULATOR_LIMIT, LATENT_CHANNELS, MAX_SHIFT, NUM_MIXTURES  # noqa: E402
 from refdec.model_file import parse_model  # noqa: E402
 from refdec.generators.model_writer import serialize_model
 
@@ -119,14 +119,14 @@ def test_quantise_layer_respects_weight_range_and_accumulator_bound(wbits):
         assert np.abs(wq).max() <= wmax
         worst = np.abs(wq).reshape(cout, -1).sum(axis=1) * in_max + np.abs(bq)
         assert worst.max() < 2**31
-        assert shift.min() >= 0 and shift.max() <= K.MAX_SHIFT
+        assert shift.min() >= 0 and shift.max() <= MAX_SHIFT
         # The exponent is the largest allowed: one more bit would break a constraint or the shift limit.
         f_w = shift - f_in + f_out
         for o in range(cout):
             q2 = np.round(w[o] * 2.0 ** (f_w[o] + 1))
             b2 = round(float(b[o]) * 2.0 ** (f_w[o] + 1 + f_in))
             assert (np.abs(q2).max() > wmax or np.abs(q2).sum() * in_max + abs(b2) >= 2**31
-                    or shift[o] + 1 > K.MAX_SHIFT)
+                    or shift[o] + 1 > MAX_SHIFT)
 
 
 @pytest.mark.parametrize("profile", ["W16A16", "W8A16"])
@@ -139,7 +139,7 @@ def test_integerised_random_float_model_is_a_valid_model_file(profile):
     header["description"] = "test"
     parsed = parse_model(serialize_model(header, arrays))  # clause 9.4 and 9.5 validation
     assert parsed.header["profile"] == profile
-    assert parsed.layers["gather.6"].weight.shape[0] == 3 * K.NUM_MIXTURES * K.LATENT_CHANNELS
+    assert parsed.layers["gather.6"].weight.shape[0] == 3 * NUM_MIXTURES * LATENT_CHANNELS
 
 
 def test_bias_correction_removes_the_mean_error_of_rounded_weights():
@@ -182,7 +182,7 @@ def test_compensated_rounding_beats_rounding_on_correlated_inputs():
         wq, bq, shift = integ.quantise_layer(w, b, f_in, f_out, in_max, 8, None, h)
         f_w = shift - f_in + f_out
         assert np.abs(wq).max() <= 127
-        assert np.all(np.abs(wq).reshape(cout, -1).sum(axis=1) * in_max + np.abs(bq) < K.ACCUMULATOR_LIMIT)
+        assert np.all(np.abs(wq).reshape(cout, -1).sum(axis=1) * in_max + np.abs(bq) < ACCUMULATOR_LIMIT)
         approx = (wq.reshape(cout, -1) * 2.0 ** -f_w[:, None]) @ u + (bq * 2.0 ** -(f_w + f_in))[:, None]
         errors[name] = float(np.mean((approx - exact) ** 2))
         assert np.all(wq[:, :, 2, :] == 0)
@@ -212,10 +212,11 @@ def test_compensated_rounding_lowers_exponents_until_the_accumulator_bound_holds
     hessian = u @ u.T / 5000
     in_max = (1 << 31) // 1000                        # large inputs: full-range weights would overflow
     wq, bq, shift = integ.quantise_layer(w, b, 0, -10, in_max, 8, None, hessian)
-    assert np.all(np.abs(wq).reshape(8, -1).sum(axis=1) * in_max + np.abs(bq) < K.ACCUMULATOR_LIMIT)
+    assert np.all(np.abs(wq).reshape(8, -1).sum(axis=1) * in_max + np.abs(bq) < ACCUMULATOR_LIMIT)
     assert np.abs(wq).max() <= 64                      # the bound, not the range, set the exponents
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["W16A16", "W8A16"])
 def test_search_runs_with_the_profiles_rounding_and_the_file_is_rounded_with_compensation(profile, tmp_path,
                                                                                       monkeypatch):
@@ -289,6 +290,7 @@ def test_relambda_moves_gain_units_by_interpolation_in_log_lambda(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_relambda_on_exported_weights_and_bad_files(tmp_path):
     """tools/relambda.py also moves exported float16 weights (no optimiser state); a file that is not
     a checkpoint, or lambdas of another count than the rate points, are errors without a traceback."""

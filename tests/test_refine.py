@@ -54,6 +54,7 @@ def test_zero_steps_is_the_plain_encoder(model):
     assert 10 * np.log10(255**2 / mse) == pytest.approx(quality, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_refinement_lowers_the_cost_deterministically_and_leaves_the_model_alone(model):
     img = _image()
     params = {k: v.clone() for k, v in model.state_dict().items()}
@@ -81,6 +82,7 @@ def float_point_of(model, img, rate, z_hat, y_hat):
     return float(y_bits + z_bits) / (h * w), rec
 
 
+@pytest.mark.slow
 def test_refined_stream_decodes_identically_everywhere(model):
     int_model = load_model(W16A16)
     img = _image(70, 100)  # padded: the refinement's distortion counts only the image's pixels
@@ -109,6 +111,7 @@ def test_encode_cli_refines(tmp_path, capsys):
     assert f"has rate points 0 to {NUM_RATES - 1}" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_measurement_command(tmp_path, image_folder, capsys):
     kodak = image_folder({"kodim01.png": _image(64, 64)})
     out = tmp_path / "refine.json"

@@ -7,24 +7,26 @@ Agreement of the two on every stage checks the coding order, the causal mask and
 
 from __future__ import annotations
 
-import types
 
 import numpy as np
 import pytest
 
-from refdec import constants as K
+from refdec.constants import NUM_MIXTURES, Y_MAX
+from refdec import constants
 from refdec.generators import encoder as encoder_module
 from refdec.architecture import causal_mask, padded_sizes
 from refdec.arith import clip3, round2
 from refdec.decoder import decode
 from refdec.model_file import ModelStore
 from refdec.generators.encoder import EncodeError, encode_latents, forward_integer
-from refdec.entropy import (MixtureParameters, coding_windows, context_taps, cumulative_frequencies,
-                            mixture_parameters)
+from refdec.entropy import MixtureParameters, coding_window, cumulative_frequencies, mixture_parameters
 from refdec.errors import LatentOutOfRange
 from refdec.latent import wavefronts
 from refdec.generators.random_model import random_latents
-from refdec.synthesis import inverse_gain, synthesize
+from refdec.fast import FastOptions
+from refdec.fast.entropy import context_taps
+from refdec.fast.synthesis import synthesis
+from refdec.synthesis import inverse_gain
 from refdec.tables import INV_SCALE, PHI, SCALE_Q
 
 SIZES = [(1, 1), (16, 16), (64, 64), (65, 64), (100, 37), (37, 100), (130, 200)]
@@ -32,7 +34,7 @@ SIZES = [(1, 1), (16, 16), (64, 64), (65, 64), (100, 37), (37, 100), (130, 200)]
 
 def expected_shapes(model, width, height):
     hz, wz, hy, wy = padded_sizes(width, height)
-    cy, cz, nk = model.latent_channels, model.hyper_channels, K.NUM_MIXTURES
+    cy, cz, nk = model.latent_channels, model.hyper_channels, NUM_MIXTURES
     shapes = {"z_hat": (cz, hz, wz), "y_hat": (cy, hy, wy), "synthesis_input": (cy, hy, wy),
               "window.lo": (cy, hy, wy), "window.hi": (cy, hy, wy), "image": (3, height, width),
               "synthesis.6": (3, 16 * hy, 16 * wy), "hyper_synthesis.2": (None, hy, wy)}
@@ -112,19 +114,19 @@ def test_banded_synthesis_equals_single_band(small_model, width, height):
     z, y = random_latents(small_model, width, height, seed=9)
     stream = encode_latents(small_model, z, y, 0, width, height)
     _, _, hy, _ = padded_sizes(width, height)
-    whole = decode(stream, small_model, band_rows=16 * hy).image
+    whole = decode(stream, small_model, fast=FastOptions(band_rows=16 * hy)).image
     for band_rows in (16, 48, 5, 16 * hy - 1):
-        assert np.array_equal(decode(stream, small_model, band_rows=band_rows).image, whole), band_rows
+        assert np.array_equal(decode(stream, small_model, fast=FastOptions(band_rows=band_rows)).image, whole), band_rows
 
 
 def test_banded_synthesis_every_band_height(small_model):
-    """synthesize() directly, every split of a 64-row output, full S7 (not only the crop)."""
+    """The fast synthesis directly, every split of a 64-row output, full S7 (not only the crop)."""
     _, y = random_latents(small_model, 70, 50, seed=13)
     y = y[:, :4, :]  # 4 latent rows -> 64 output rows
     s0 = inverse_gain(small_model, y, 0)
-    whole = synthesize(small_model, s0, band_rows=64)
+    whole = synthesis(small_model, s0, options=FastOptions(band_rows=64))
     for band_rows in (1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 63):
-        assert np.array_equal(synthesize(small_model, s0, band_rows=band_rows), whole), band_rows
+        assert np.array_equal(synthesis(small_model, s0, options=FastOptions(band_rows=band_rows)), whole), band_rows
 
 
 # --- escape path (clause 7.10) and latent ranges (clause 5.3) --------------------------------
@@ -136,8 +138,8 @@ def test_escape_values_round_trip(small_model):
     rng = np.random.default_rng(21)
     # Large values anywhere (they reach the context through Clip3(-255, 255, .)).
     idx = rng.integers(0, y.size, size=40)
-    y.flat[idx] = rng.choice([5000, -5000, K.Y_MAX, -K.Y_MAX, K.Y_MAX - 1, -K.Y_MAX + 1, 256, -256], size=40)
-    z.flat[0], z.flat[-1] = K.Z_MAX, -K.Z_MAX
+    y.flat[idx] = rng.choice([5000, -5000, Y_MAX, -Y_MAX, Y_MAX - 1, -Y_MAX + 1, 256, -256], size=40)
+    z.flat[0], z.flat[-1] = constants.Z_MAX, -constants.Z_MAX
     z.flat[1] = 5000
     # At the last position nothing depends on the value: put every channel just outside its window
     # (m = 0) and at Exp-Golomb boundaries (m = 2^k - 1, 2^k - 2).
@@ -146,7 +148,7 @@ def test_escape_values_round_trip(small_model):
     for c in range(cy):
         kind = c % 4
         y[c, -1, -1] = [lo[c] - 1, hi[c] + 1, hi[c] + 1 + (2 ** (3 + c) - 1), lo[c] - 1 - (2 ** (2 + c) - 2)][kind]
-    assert np.abs(y).max() == K.Y_MAX and np.abs(z).max() == K.Z_MAX
+    assert np.abs(y).max() == Y_MAX and np.abs(z).max() == constants.Z_MAX
     stream, decoded = check_round_trip(small_model, z, y, 0, width, height)
     assert decoded.stages["y_hat"][:, -1, -1].tolist() == y[:, -1, -1].tolist()
 
@@ -155,13 +157,13 @@ def test_largest_codable_values(small_model):
     """Every element at +-Y_MAX, every z at +-Z_MAX: the longest escapes (prefix 14 at most)."""
     z, y = random_latents(small_model, 16, 16, seed=1)
     rng = np.random.default_rng(0)
-    y = np.where(rng.random(y.shape) < 0.5, K.Y_MAX, -K.Y_MAX)
-    z = np.where(rng.random(z.shape) < 0.5, K.Z_MAX, -K.Z_MAX)
+    y = np.where(rng.random(y.shape) < 0.5, Y_MAX, -Y_MAX)
+    z = np.where(rng.random(z.shape) < 0.5, constants.Z_MAX, -constants.Z_MAX)
     check_round_trip(small_model, z, y, 0, 16, 16)
 
 
-@pytest.mark.parametrize("which, value", [("y", K.Y_MAX + 1), ("y", -K.Y_MAX - 1), ("y", 10 ** 6),
-                                          ("z", K.Z_MAX + 1), ("z", -K.Z_MAX - 1)])
+@pytest.mark.parametrize("which, value", [("y", Y_MAX + 1), ("y", -Y_MAX - 1), ("y", 10 ** 6),
+                                          ("z", constants.Z_MAX + 1), ("z", -constants.Z_MAX - 1)])
 def test_encoder_rejects_values_beyond_limits(small_model, which, value):
     z, y = random_latents(small_model, 16, 16, seed=1)
     (y if which == "y" else z).flat[-1] = value
@@ -173,10 +175,9 @@ def test_encoder_rejects_values_beyond_limits(small_model, which, value):
 def test_decoder_rejects_escape_beyond_limit(small_model, monkeypatch, which):
     """An escape that codes Y_MAX + 1 (Z_MAX + 1) is LatentOutOfRange (clause 7.10)."""
     z, y = random_latents(small_model, 16, 16, seed=1)
-    (y if which == "y" else z).flat[0] = K.Y_MAX + 1
-    relaxed = types.SimpleNamespace(**{k: getattr(K, k) for k in dir(K) if k.isupper()})
-    relaxed.Y_MAX = relaxed.Z_MAX = 10 ** 6
-    monkeypatch.setattr(encoder_module, "K", relaxed)  # the encoder only; the decoder keeps the limits
+    (y if which == "y" else z).flat[0] = Y_MAX + 1
+    monkeypatch.setattr(encoder_module, "Y_MAX", 10 ** 6)  # the encoder only; the decoder keeps the limits
+    monkeypatch.setattr(encoder_module, "Z_MAX", 10 ** 6)
     stream = encode_latents(small_model, z, y, 0, 16, 16)
     with pytest.raises(LatentOutOfRange):
         decode(stream, small_model)
@@ -209,7 +210,7 @@ def test_context_taps_are_on_earlier_wavefronts():
     taps = context_taps()
     assert len(taps) == int(causal_mask(7).sum()) == 24
     assert all(dx + 4 * dy < 0 for dy, dx in taps)
-    for k in K.CONTEXT_KERNELS:
+    for k in constants.CONTEXT_KERNELS:
         m, p = causal_mask(k), k // 2
         for ky in range(k):
             for kx in range(k):
@@ -270,7 +271,7 @@ def test_entropy_model_matches_literal_clauses(extreme):
     rng = np.random.default_rng(int(extreme))
     params = _random_params(rng, 300, extreme)
     mix = mixture_parameters(params, 1)
-    lo, hi = coding_windows(mix)
+    lo, hi = coding_window(mix)
     cdf = cumulative_frequencies(mix, lo, hi)
     for e in range(len(params)):
         p = params[e].tolist()

@@ -13,7 +13,8 @@ import numpy as np  # noqa: E402
 
 import refdec  # noqa: E402
 from refdec import errors as E  # noqa: E402
-from refdec.bitstream import HEADER_SIZE, Header, parse_header, write_header  # noqa: E402
+from refdec.bitstream import HEADER_SIZE, Header, parse_header  # noqa: E402
+from refdec.generators.encoder import write_header  # noqa: E402
 from refdec.generators.encoder import encode_latents, encode_z  # noqa: E402
 from refdec.generators.random_model import random_latents, random_model  # noqa: E402
 from refdec.generators.range_encoder import RangeEncoder  # noqa: E402

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import constants as K
+from ..constants import MAX_SHIFT, NUM_MIXTURES, Y_MAX, Z_MAX
 from ..architecture import CONTEXT, GATHER, HYPER_SYNTHESIS, LAYERS, SYNTHESIS, causal_mask
 from ..model_file import input_bounds, parse_model
 from .model_writer import serialize_model
@@ -32,7 +32,7 @@ def _layer_outputs(channels):
         outs[spec.name] = c
     for spec in CONTEXT:
         outs[spec.name] = channels["context"]
-    for spec, c in zip(GATHER, tuple(channels["gather"]) + (3 * K.NUM_MIXTURES * cy,)):
+    for spec, c in zip(GATHER, tuple(channels["gather"]) + (3 * NUM_MIXTURES * cy,)):
         outs[spec.name] = c
     for spec, c in zip(SYNTHESIS, tuple(channels["synthesis"]) + (3,)):
         outs[spec.name] = c
@@ -88,14 +88,14 @@ def random_model(seed: int = 0, channels=None, profile: str = "W16A16", num_rate
         # Typical |acc| ~ fan * typical|x| / sqrt(taps): shift it to about a quarter of the clip.
         typical = fan * (in_max[spec.name] / 8) / np.sqrt(max(1, cin * k * k))
         target = 255 if spec.name == SYNTHESIS[-1].name else act_clip / 4
-        shift = np.clip(np.round(np.log2(np.maximum(typical, 1) / target)), 0, K.MAX_SHIFT).astype(np.int64)
+        shift = np.clip(np.round(np.log2(np.maximum(typical, 1) / target)), 0, MAX_SHIFT).astype(np.int64)
         if spec.name == GATHER[-1].name:
             # Mixture parameters: logits, means around zero, scale indices in range.
             third = cout // 3
             bias[:third] = rng.integers(-300, 300, size=third)
             bias[third:2 * third] = rng.integers(-int(mean_spread), int(mean_spread) + 1, size=third) << 6
             bias[2 * third:] = (scale_offset + rng.integers(-600, 600, size=cout - 2 * third)) << 4
-            shift[:] = np.clip(shift + 3, 0, K.MAX_SHIFT)
+            shift[:] = np.clip(shift + 3, 0, MAX_SHIFT)
         if spec.name == SYNTHESIS[-1].name:
             # Output around mid-grey; the clip below keeps |b| <= 2^29 for large shifts.
             bias[:] = 128 << int(shift.max())
@@ -128,4 +128,4 @@ def random_latents(model, width, height, seed=0, y_scale=3.0, z_scale=2.0):
     hz, wz, hy, wy = padded_sizes(width, height)
     z = np.round(rng.laplace(0, z_scale, size=(model.hyper_channels, hz, wz))).astype(np.int64)
     y = np.round(rng.laplace(0, y_scale, size=(model.latent_channels, hy, wy))).astype(np.int64)
-    return np.clip(z, -K.Z_MAX, K.Z_MAX), np.clip(y, -K.Y_MAX, K.Y_MAX)
+    return np.clip(z, -Z_MAX, Z_MAX), np.clip(y, -Y_MAX, Y_MAX)
