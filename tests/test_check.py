@@ -149,7 +149,7 @@ def test_schema_matches_the_tool():
     vec = schema["$defs"]["vector"]["properties"]
     assert set(vec["expected_error"]["enum"]) == set(ALL_ERRORS)
     assert vec["stages"]["propertyNames"]["enum"] == STAGE_ORDER
-    text = (SPEC_DIR / "08-conformance.md").read_text()
+    text = (SPEC_DIR / "11-conformance.md").read_text()
     assert "## 11.5 Conformance vectors and the check procedure" in text
 
 

@@ -30,7 +30,7 @@ from refdec.generators.range_encoder import RangeEncoder
 # Clause 9.2 / 9.4 maxima (from refdec.constants where it names them).
 MAX_SHIFT = constants.MAX_SHIFT
 MAX_INV_GAIN_SHIFT = constants.MAX_INV_GAIN_SHIFT
-SPEC = Path(__file__).resolve().parents[1] / "spec" / "08-conformance.md"
+SPEC = Path(__file__).resolve().parents[1] / "spec" / "11-conformance.md"
 HEADER = struct.Struct(">4sBBHHB8sII")
 HDR = 27
 
