@@ -100,6 +100,7 @@ def test_rejects_counts_that_are_not_positive_integers(bad):
 
 def test_no_known_blas_is_a_no_op(monkeypatch):
     monkeypatch.setattr(threads, "_loaded_paths", lambda: [])
+    monkeypatch.setattr(threads, "_scan", (-1, []))  # forget the cached scan
     assert blas_libraries() == []
     assert blas_thread_count() is None
     with blas_threads(1) as inside:
@@ -119,9 +120,26 @@ def test_a_library_without_the_functions_is_ignored(monkeypatch, tmp_path):
         threads._known.pop(path, None)
         assert threads._open(path) is None
     monkeypatch.setattr(threads, "_loaded_paths", lambda: candidates)
+    monkeypatch.setattr(threads, "_scan", (-1, []))
     assert blas_thread_count() is None
     with blas_threads(1) as inside:
         assert inside is None
+
+
+def test_scan_repeated_only_after_an_import(monkeypatch):
+    """/proc/self/maps is read again only when sys.modules grew (a BLAS comes with an import), so
+    a with-block costs microseconds on the decoder's paths."""
+    calls = []
+    real = threads._loaded_paths
+    monkeypatch.setattr(threads, "_loaded_paths", lambda: calls.append(1) or real())
+    monkeypatch.setattr(threads, "_scan", (-1, []))
+    for _ in range(5):
+        with blas_threads(1):
+            blas_thread_count()
+    assert len(calls) == 1
+    monkeypatch.setitem(sys.modules, "refdec_test_threads_dummy_module", object())
+    blas_thread_count()
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("name, match", [

@@ -37,6 +37,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,16 +116,27 @@ def _numpy_first(path: str) -> int:
     return 0 if any(part.startswith("numpy") for part in Path(path).parent.parts[-2:]) else 1
 
 
+_scan: tuple[int, list] = (-1, [])  # (len(sys.modules) at the last scan, controllers found)
+
+
 def _controllers() -> list[_OpenBLAS]:
+    """The OpenBLAS controllers, NumPy's first. The scan of /proc/self/maps (about 0.1 to 1 ms) is
+    repeated only when a module was imported since the last one: a BLAS library is loaded by an
+    import (NumPy's, SciPy's), so a with-block costs a few microseconds on the decoder's paths."""
+    global _scan
     import numpy  # noqa: F401  (NumPy loads its BLAS on import: find that one)
 
     with _lock:
+        modules = len(sys.modules)
+        if _scan[0] == modules:
+            return _scan[1]
         found = []
         for path in sorted(_loaded_paths(), key=_numpy_first):
             if path not in _known:
                 _known[path] = _open(path)
             if _known[path] is not None:
                 found.append(_known[path])
+        _scan = (modules, found)
         return found
 
 
