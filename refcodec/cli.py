@@ -6,6 +6,9 @@
     refcodec integerise ...   (python -m refcodec.integerise)
     refcodec evaluate ...     (python -m refcodec.evaluate)
     refcodec refine ...       (python -m refcodec.refine: the latent refinement's measurement)
+
+Every subcommand needs the torch extra (evaluate the eval extra too); without it the command
+prints one line naming the extra to install and exits with status 2.
 """
 
 from __future__ import annotations
@@ -14,6 +17,15 @@ import argparse
 import sys
 import time
 from pathlib import Path
+
+# refdec installs without the extras, so this command can be on PATH without PyTorch. Each
+# subcommand's third-party modules and the extra of pyproject.toml that installs them: a missing
+# one is one line naming the extra and exit 2, before any work (not an import traceback).
+NEEDS = {"encode": ("torch",), "decode": ("torch",), "train": ("torch",), "integerise": ("torch",),
+         "evaluate": ("torch", "scipy"), "refine": ("torch",)}
+EXTRA_OF = {"torch": "torch", "tqdm": "torch", "scipy": "eval", "matplotlib": "eval"}
+INSTALL = {"torch": 'pip install "refdec[torch]" (PyTorch only as torch==2.13.0, which the extra pins)',
+           "eval": 'pip install "refdec[eval]"'}
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "float.pt"
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "refdec" / "models" / "refdec-test-w16a16.npz"
@@ -61,13 +73,45 @@ def non_negative(text: str) -> int:
     return value
 
 
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent that is no package; a module without a spec
+        return False
+
+
+def _missing_extra(command: str, module: str) -> int:
+    """One line naming the extra that installs module, exit status 2."""
+    extra = EXTRA_OF.get(module)
+    hint = INSTALL.get(extra, f"pip install {module}")
+    print(f"refcodec: error: 'refcodec {command}' needs {module}, which is not installed: {hint}", file=sys.stderr)
+    return 2
+
+
+def _run(command: str, call) -> int:
+    """call() after checking the command's modules; an extra's module missing on import later
+    (a dependency of it, a module this table does not list) is the same one line."""
+    for module in NEEDS.get(command, ()):
+        if not _installed(module):
+            return _missing_extra(command, module)
+    try:
+        return call()
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRA_OF:
+            raise
+        return _missing_extra(command, top)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     passthrough = {"train": "train", "integerise": "integerise", "evaluate": "evaluate", "refine": "refine"}
     if argv and argv[0] in passthrough:
         import importlib
 
-        return importlib.import_module(f"refcodec.{passthrough[argv[0]]}").main(argv[1:])
+        return _run(argv[0], lambda: importlib.import_module(f"refcodec.{passthrough[argv[0]]}").main(argv[1:]))
     ap = argparse.ArgumentParser(prog="refcodec", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     e = sub.add_parser("encode", help="encode a PNG to a refdec bitstream")
@@ -93,7 +137,7 @@ def main(argv=None) -> int:
     from refdec.errors import RefdecError
 
     try:
-        return args.run(args)
+        return _run(args.command, lambda: args.run(args))
     except (RefdecError, OSError, ValueError) as exc:
         print(f"refcodec: error: {exc}", file=sys.stderr)
         return 2
