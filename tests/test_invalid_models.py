@@ -23,13 +23,14 @@ CLAUSE = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 
 # What parse_model cannot reach from a model file's bytes but the decoder does reach, excluded
 # from this measure by name (each regex must match exactly one line of model_file.py; a matched
-# def excludes the whole function). Code marked informative (refdec.clauses.COVERAGE_EXCLUDE: the
-# writers, the 1 GiB file-size limit, file-system errors) is excluded as in the vector gate.
+# def excludes the whole function). Code marked @informative or "# unreachable:" (refdec.clauses.COVERAGE_EXCLUDE:
+# the model store, the 1 GiB file-size limit, file-system errors) is excluded as in the vector gate.
 EXCLUDED = {
     r"^    def latent_channels\(self\)": "Model.latent_channels: accessor, not used by parse_model",
     r"^    def hyper_channels\(self\)": "Model.hyper_channels: accessor, not used by parse_model",
     r"^    def num_rates\(self\)": "Model.num_rates: accessor, not used by parse_model",
     r"^def load_model\(": "load_model: reads the file, then parse_model",
+    r"^def _open_model_file\(": "_open_model_file: opens the file for load_model",
 }
 
 
@@ -84,7 +85,7 @@ def test_entries_are_well_formed(models):
         assert CLAUSE.fullmatch(m.clause), m.name
         assert m.description and "\n" not in m.description, m.name
         assert len(m.data) < 64_000, m.name
-    assert sum(len(m.data) for m in models) < 2_000_000
+    assert sum(len(m.data) for m in models) < 2_500_000
     assert {m.expected_error for m in models} == {"ModelFormatError", "ModelShapeError", "ModelValueError",
                                                   "AccumulatorOverflowRisk"}
     assert {m.clause for m in models} >= {"5.1", "5.2", "9.1", "9.2", "9.3", "9.4", "9.5"}

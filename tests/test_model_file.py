@@ -180,13 +180,20 @@ def test_member_too_large_is_rejected_before_reading(small_model_file):
     assert str((1 << 28) + 1) in str(err)
 
 
-def test_member_at_size_limit_is_not_a_size_error(small_model_file):
-    """2^28 bytes announced: at the limit, so not rejected for its size (the stored member is read)."""
-    data = zip_of(members_of(small_model_file[0]))
-    cd = data.find(b"PK\x01\x02")
-    patched = bytearray(data)
-    struct.pack_into("<I", patched, cd + 24, 1 << 28)
-    assert parse_model(bytes(patched)).model_id == model_id_of(bytes(patched))
+def test_member_at_size_limit_is_not_a_size_error():
+    """2^28 bytes (a real member of that size: a 128-byte .npy header and 2^28 - 128 bytes of
+    int16 zeros) is at the limit: not a format error; the shapes (clause 9.4 item 2) reject it.
+    Its CRC-32 is verified first (item 1), streamed without keeping the data."""
+    from hostile_models import P28, _npy_header, model_with
+
+    head = _npy_header("<i2", ((P28 - 128) // 2, 1, 1, 1))
+    assert len(head) == 128
+    data = model_with({"gather.1.weight.npy": (head, P28 - 128)})
+    assert len(data) < 400_000
+    err = expect(ModelShapeError, data)
+    assert "gather.1 has 134217664 outputs" in str(err)
+    bigger = model_with({"gather.1.weight.npy": (head + b"\0", P28 - 128)})  # 2^28 + 1 bytes
+    assert str(P28 + 1) in str(expect(ModelFormatError, bigger))
 
 
 @pytest.mark.parametrize("case", [
@@ -388,13 +395,13 @@ def test_big_endian_member_message(base):
     assert "found 1-D int32" not in str(err)
 
 
-def test_npy_trailing_bytes_are_ignored(base, small_model_file):
-    """Clause 9.1 does not forbid bytes after a .npy member's data; like NumPy, the reader ignores
-    them (the array, and so the decoding, does not depend on them)."""
+def test_npy_trailing_bytes_are_rejected(base, small_model_file):
+    """Clause 9.1.3: a member's data is exactly what its shape needs; bytes after it (which NumPy's
+    reader would ignore) are a format error, so that every byte of a valid member has a meaning."""
     members = members_of(small_model_file[0])
-    members["gather.1.bias.npy"] += b"\0" * 7
-    model = parse_model(zip_of(members))
-    assert np.array_equal(model.layers["gather.1"].bias, base[1]["gather.1.bias"])
+    members["gather.1.bias.npy"] += b"\0" * 4
+    err = expect(ModelFormatError, zip_of(members))
+    assert "gather.1.bias.npy" in str(err) and "needs 48 bytes of data, the member has 52" in str(err)
 
 
 def test_optional_header_keys(base):
@@ -958,3 +965,337 @@ def test_small_channels_constant_matches_model(small_model):
     assert small_model.latent_channels == SMALL_CHANNELS["latent"]
     assert small_model.hyper_channels == SMALL_CHANNELS["hyper"]
     assert {spec.name for spec in CONTEXT} <= set(small_model.layers)
+
+
+# --- clause 9.1.1: ZIP records; clause 9.1.2: member data -----------------------------------------
+
+def raw_members(data: bytes) -> list[tuple[str, bytes]]:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return [(info.filename, zf.read(info)) for info in zf.infolist()]
+
+
+def test_numpy_savez_files_are_model_files(small_model_file):
+    """Clause 9.1.1: np.savez (stored members) and np.savez_compressed (deflate) write local headers
+    with sizes 0xFFFFFFFF and a ZIP64 extra field holding them; both are model files with the same
+    arrays (and another model id: other bytes)."""
+    data, model = small_model_file
+    arrays = {name[:-4]: np.load(io.BytesIO(raw), allow_pickle=False) for name, raw in raw_members(data)}
+    for save in (np.savez, np.savez_compressed):
+        buf = io.BytesIO()
+        save(buf, **arrays)
+        other = buf.getvalue()
+        assert struct.unpack_from("<II", other, 18) == (0xFFFFFFFF, 0xFFFFFFFF)  # local sizes
+        parsed = parse_model(other)
+        assert parsed.header == model.header and parsed.model_id == model_id_of(other) != model.model_id
+        for name in LAYER_NAMES:
+            assert np.array_equal(parsed.layers[name].weight, model.layers[name].weight)
+
+
+def zip_with(members, method=zipfile.ZIP_DEFLATED, comment=b"", flag_bits=0):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, payload in members:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            info.flag_bits |= flag_bits
+            zf.writestr(info, payload)
+        zf.comment = comment
+    return buf.getvalue()
+
+
+def test_zip_archive_rules(small_model_file):
+    """Clause 9.1.1: no archive comment; no data descriptor (zipfile writes one to a stream it
+    cannot seek); only stored and deflate; member names exactly those of clause 9.3."""
+    members = raw_members(small_model_file[0])
+    assert parse_model(zip_with(members, zipfile.ZIP_STORED)).header == small_model_file[1].header
+    assert "end-of-central-directory" in str(expect(ModelFormatError, zip_with(members, comment=b"x")))
+
+    class Unseekable(io.RawIOBase):
+        def __init__(self):
+            self.out = bytearray()
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            self.out += b
+            return len(b)
+
+    sink = Unseekable()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, payload in members:
+            zf.writestr(name, payload)
+    assert "data descriptor" in str(expect(ModelFormatError, bytes(sink.out)))
+    assert "method 14" in str(expect(ModelFormatError, zip_with(members, zipfile.ZIP_LZMA)))
+    renamed = [("models/" + name if name == "z_lo.npy" else name, raw) for name, raw in members]
+    assert "unexpected member" in str(expect(ModelFormatError, zip_with(renamed)))
+    upper = [(name.upper() if name == "z_lo.npy" else name, raw) for name, raw in members]
+    assert "'Z_LO.NPY' is not a .npy file" in str(expect(ModelFormatError, zip_with(upper)))
+
+
+def test_unknown_member_is_rejected_without_inflating_it(small_model_file):
+    """Clause 9.1.1: names are checked from the records: an extra member whose deflate stream is
+    corrupt (or would inflate to 2^28 bytes) is rejected for its name, never inflated."""
+    from refdec.generators.invalid_models import _Entry, _zip
+
+    entries = [_Entry(n, d) for n, d in raw_members(small_model_file[0])]
+    data = _zip(entries + [_Entry("extra.npy", b"x" * 1000, corrupt_stream=True)])
+    err = expect(ModelFormatError, data)
+    assert "unexpected member 'extra.npy'" in str(err)
+
+
+def test_local_zip64_extra_after_another_extra_field(small_model_file):
+    """Clause 9.1.1: the ZIP64 extra field is found among the local header's extra fields."""
+    from refdec.generators.invalid_models import _Entry, _deflate, _zip
+
+    entries = []
+    for n, d in raw_members(small_model_file[0]):
+        fields = struct.pack("<HHBI", 0x5455, 5, 1, 0) + struct.pack("<HHQQ", 1, 16, len(d), len(_deflate(d)))
+        entries.append(_Entry(n, d, local=(("sizes", (0xFFFFFFFF, 0xFFFFFFFF)), ("extra", fields))))
+    assert parse_model(_zip(entries)).header == small_model_file[1].header
+
+
+def test_header_member_limit(small_model_file):
+    """Clause 9.1.1: header.npy is at most 2^20 bytes, whitespace included (JSON allows it)."""
+    header = small_model_file[1].header
+    text = json.dumps(header)
+    room = (1 << 20) - len(header_npy(text))
+    assert parse_model(with_header_text(small_model_file[0], text + " " * room)).header == header
+    err = expect(ModelFormatError, with_header_text(small_model_file[0], text + " " * (room + 1)))
+    assert "header.npy" in str(err) and str(1 << 20) in str(err)
+
+
+def test_member_sizes_are_limited_together(small_model_file):
+    """Clause 9.1.1: the members together are at most 2^30 bytes, from their records."""
+    from refdec.generators.invalid_models import _Entry, _zip
+
+    members = raw_members(small_model_file[0])
+    big = {n for n, _ in members[:4]}
+    data = _zip([_Entry(n, d, declared_size=(1 << 28) if n in big else None) for n, d in members])
+    assert "together" in str(expect(ModelFormatError, data))
+
+
+def test_format_errors_come_before_shape_errors_even_in_member_data(base, small_model_file):
+    """Clause 9.4: item 1 includes every member's data and CRC-32 (clause 9.1.2): a file with a
+    shape error and a bad CRC-32 elsewhere is a format error, though the shapes are looked at
+    before any array is built."""
+    from refdec.generators.invalid_models import _Entry, _zip
+
+    header, arrays = fresh(base)
+    arrays["gather.3.bias"] = arrays["gather.3.bias"][:-1]
+    members = raw_members(build(header, arrays))
+    expect(ModelShapeError, _zip([_Entry(n, d) for n, d in members]))
+    err = expect(ModelFormatError, _zip([_Entry(n, d, crc_xor=1 if n == "z_cdf.npy" else 0) for n, d in members]))
+    assert "CRC-32" in str(err) and "z_cdf.npy" in str(err)
+
+
+# --- clause 9.1.3: .npy headers ------------------------------------------------------------------
+
+def npy_text(text: str, payload: bytes, pad_to: int | None = 64, newline=b"\n") -> bytes:
+    head = text.encode("latin-1")
+    if pad_to:
+        head += b" " * (-(10 + len(head) + 1) % pad_to)
+    head += newline
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head + payload
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("{'descr': '<i4', 'fortran_order': False, 'shape': (12,), }", True),  # as NumPy writes it
+    ("{'descr': '<i4', 'fortran_order': False, 'shape': (12,)}", True),  # repr() of the dict
+    ('{"shape": (12,), "descr": "<i4", "fortran_order": False}', True),  # double quotes, any key order
+    ("{ 'descr' : '<i4' , 'fortran_order' : False , 'shape' : ( 12 , ) , }", True),  # spaces between tokens
+    ("   {'descr': '<i4', 'fortran_order': False, 'shape': (12,)}", True),  # spaces before
+    ("{'descr': '<i4', 'fortran_order': False, 'shape': (12)}", False),  # (12) is not a tuple
+    ("{'descr': '<i4', 'fortran_order': False, 'shape': (1_2,)}", False),  # Python literal, not the grammar
+    ("{'descr': '<i4', 'fortran_order': False, 'shape': (0xc,)}", False),
+    ("{'descr': '<i4', 'fortran_order': False, 'shape': (+12,)}", False),
+    ("{'descr': '<i4', 'fortran_order': False, 'shape': (012,)}", False),
+    ("{'descr': '<i4', 'fortran_order': 0, 'shape': (12,)}", False),
+    ("{'descr': '<i4', 'fortran_order': True, 'shape': (12,)}", False),
+    ("{'descr': '<i4',\t'fortran_order': False, 'shape': (12,)}", False),  # a tab is not a space
+    ("{'descr': '<i4', 'fortran_order': False, 'shape': (12,)} # comment", False),
+    ("{'descr': '<i4', 'fortran_order': False, 'shape': (12,),,}", False),
+    ("{'descr': '<i4', 'fortran_order': False, 'shape': (12,,)}", False),
+    ("{'descr': u'<i4', 'fortran_order': False, 'shape': (12,)}", False),
+    ("{'descr': '<i\\x34', 'fortran_order': False, 'shape': (12,)}", False),  # no escapes
+    ("{'descr': \"<i4', 'fortran_order': False, 'shape': (12,)}", False),
+    ("{'descr': '<i4', 'fortran_order': False, 'shape': (12,), 'shape': (12,)}", False),
+    ("{'descr': '<i4', 'fortran_order': False}", False),
+])
+def test_npy_header_grammar(small_model_file, text, ok):
+    """Clause 9.1.3: the header dictionary's grammar (not Python's literal syntax)."""
+    members = members_of(small_model_file[0])
+    payload = members["gather.1.bias.npy"][128:]
+    assert len(payload) == 48
+    members["gather.1.bias.npy"] = npy_text(text, payload)
+    if ok:
+        assert parse_model(zip_of(members)).layers["gather.1"].bias.shape == (12,)
+    else:
+        expect(ModelFormatError, zip_of(members))
+
+
+def test_npy_header_padding_and_newline(small_model_file):
+    """Clause 9.1.3: the header text ends with a newline; its length need not be aligned."""
+    members = members_of(small_model_file[0])
+    payload = members["gather.1.bias.npy"][128:]
+    text = "{'descr': '<i4', 'fortran_order': False, 'shape': (12,)}"
+    for pad_to in (None, 16, 64):
+        members["gather.1.bias.npy"] = npy_text(text, payload, pad_to)
+        parse_model(zip_of(members))
+    members["gather.1.bias.npy"] = npy_text(text, payload, newline=b" ")
+    expect(ModelFormatError, zip_of(members))
+    members["gather.1.bias.npy"] = npy_text(text, payload, newline=b"\r\n")
+    expect(ModelFormatError, zip_of(members))
+
+
+@pytest.mark.parametrize("member, descr, ok", [
+    ("gather.1.shift", "|u1", True), ("gather.1.shift", "<u1", True), ("gather.1.shift", "=u1", False),
+    ("gather.1.shift", "u1", False), ("gather.1.shift", ">u1", False), ("gather.1.shift", "|b1", False),
+    ("gather.1.shift", "|i1", False), ("gather.1.bias", "<i4", True), ("gather.1.bias", "=i4", False),
+    ("gather.1.bias", "i4", False), ("gather.1.bias", "<u4", False), ("gather.1.bias", "<i8", False),
+    ("gather.1.weight", "<i2", True), ("gather.1.weight", "|i2", False), ("gather.1.weight", "<f2", False),
+])
+def test_npy_descr_strings(base, small_model_file, member, descr, ok):
+    """Clause 9.1.3: exactly the descr strings of the table for each dtype of clause 9.3."""
+    members = members_of(small_model_file[0])
+    arr = base[1][member]
+    payload = np.ascontiguousarray(arr).tobytes()
+    members[f"{member}.npy"] = npy_text(f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {arr.shape!r}}}",
+                                        payload)
+    if ok:
+        parse_model(zip_of(members))
+    else:
+        expect(ModelFormatError, zip_of(members))
+
+
+def test_w8_weights_and_header_descr_variants(small_model_w8_file):
+    """Clause 9.1.3: int8 weights as '|i1' (NumPy) or '<i1'; header.npy as '|u1' or '<u1'."""
+    members = members_of(small_model_w8_file[0])
+    for name in ("gather.2.weight.npy", "header.npy"):
+        raw = members[name]
+        assert b"'descr': '|" in raw[:128]
+        members[name] = raw.replace(b"'descr': '|", b"'descr': '<", 1)
+    model = parse_model(zip_of(members))
+    assert np.array_equal(model.layers["gather.2"].weight, small_model_w8_file[1].layers["gather.2"].weight)
+
+
+def test_zero_sized_and_huge_shapes_are_shape_or_format_errors(base, small_model_file):
+    """Clause 9.1.3 / 9.4: a shape with a zero dimension is never built: (0, 2^28, 2^28, 2^28)
+    passes item 1 (every dimension at most 2^28, no data) and is a shape error; a dimension above
+    2^28 is a format error, with or without elements."""
+    members = members_of(small_model_file[0])
+    members["gather.1.weight.npy"] = npy_text(f"{{'descr': '<i2', 'fortran_order': False, 'shape': (0, {1 << 28}, "
+                                              f"{1 << 28}, {1 << 28})}}", b"")
+    assert "outside 1..2048" in str(expect(ModelShapeError, zip_of(members)))
+    members["gather.1.weight.npy"] = npy_text(f"{{'descr': '<i2', 'fortran_order': False, 'shape': (0, {(1 << 28) + 1},"
+                                              " 1, 1)}", b"")
+    assert "above 2^28" in str(expect(ModelFormatError, zip_of(members)))
+    members["gather.1.weight.npy"] = npy_text("{'descr': '<i2', 'fortran_order': False, 'shape': (0, "
+                                              + "9" * 5000 + ", 1, 1)}", b"")
+    assert "above 2^28" in str(expect(ModelFormatError, zip_of(members)))
+
+
+# --- clause 9.2: JSON ------------------------------------------------------------------------------
+
+def test_json_whitespace_and_bom(small_model_file):
+    """Clause 9.2: JSON whitespace (space, tab, LF, CR) around the object is allowed; a byte order
+    mark, or other white space, is not."""
+    header = small_model_file[1].header
+    text = json.dumps(header)
+    assert parse_model(with_header_text(small_model_file[0], " \t\r\n" + text + "\n\r\t ")).header == header
+    for bad in ("\ufeff" + text, "\u00a0" + text, text + "\x0b", text + "\x00"):
+        expect(ModelFormatError, with_header_text(small_model_file[0], bad))
+
+
+def test_json_duplicate_keys_at_any_level(small_model_file):
+    """Clause 9.2: no object of the header, at any depth, has a key twice, compared after
+    unescaping ("a" and "\\u0061" are the same key)."""
+    header = dict(small_model_file[1].header, provenance={"tool": {"a": 1}}, act_exponents={"gather.0": 8})
+    text = json.dumps(header)
+    parse_model(with_header_text(small_model_file[0], text))
+    for dup in ('{"a": 1, "a": 1}', '{"a": 1, "\\u0061": 2}'):
+        expect(ModelFormatError, with_header_text(small_model_file[0], text.replace('{"a": 1}', dup)))
+    dup = text.replace('"act_exponents": {', '"act_exponents": {"gather.0": 3, ', 1)
+    assert dup.count('"gather.0"') == 3
+    expect(ModelFormatError, with_header_text(small_model_file[0], dup))
+
+
+def test_json_depth_limit(small_model_file):
+    """Clause 9.2: objects and arrays nest at most 32 deep, the header object counting as 1."""
+    def nested(levels):
+        value: object = 0
+        for i in range(levels):
+            value = [value] if i % 2 else {"n": value}
+        return value
+
+    header = small_model_file[1].header
+    ok = with_header_text(small_model_file[0], json.dumps(dict(header, provenance=nested(31))))
+    assert parse_model(ok).header["provenance"] == nested(31)
+    err = expect(ModelFormatError, with_header_text(small_model_file[0], json.dumps(dict(header, provenance=nested(32)))))
+    assert "32 deep" in str(err)
+    text = json.dumps(dict(header, provenance=0)).replace('"provenance": 0', '"provenance": ' + "[" * 5000 + "]" * 5000)
+    deep = with_header_text(small_model_file[0], text)
+    expect(ModelFormatError, deep)  # beyond Python's recursion limit too: still the format error
+
+
+def test_json_strings_are_unicode(small_model_file):
+    """Clause 9.2: a surrogate pair escape is one character; an unpaired one is a format error."""
+    header = small_model_file[1].header
+    text = json.dumps(dict(header, description="@"))
+    model = parse_model(with_header_text(small_model_file[0], text.replace('"@"', '"\\ud83d\\ude00"')))
+    assert model.header["description"] == "\U0001F600"
+    for lone in ('"\\ud83d"', '"\\ude00x"', '"\\ude00\\ud83d"'):
+        expect(ModelFormatError, with_header_text(small_model_file[0], text.replace('"@"', lone)))
+
+
+def test_act_exponents_keys_are_free(base):
+    """Clause 9.2: act_exponents maps any strings (not only layer names: the committed models carry
+    synthesis_input) to integers of any size; its keys are not checked like clip's."""
+    header, arrays = fresh(base)
+    header["act_exponents"] = {"synthesis_input": 7, "": 0, "not a layer": -3, "gather.0": 10 ** 30}
+    assert parse_model(build(header, arrays)).header["act_exponents"]["not a layer"] == -3
+    header["act_exponents"] = {"synthesis_input": "7"}
+    expect(ModelFormatError, build(header, arrays))
+
+
+@pytest.mark.parametrize("edit", ["missing", "extra", "float", "string", "bool", "null", "huge"])
+def test_clip_object_rules(base, edit):
+    """Clause 9.2 / 9.4 item 1: clip's key set and integer type are format rules; only the range of
+    an integer (however long) is a value rule (item 3)."""
+    header, arrays = fresh(base)
+    clips = header["clip"]
+    if edit == "missing":
+        del clips["gather.0"]
+    elif edit == "extra":
+        clips["synthesis_input"] = 100
+    elif edit == "huge":
+        clips["gather.0"] = 10 ** 50
+    else:
+        clips["gather.0"] = {"float": 100.0, "string": "100", "bool": True, "null": None}[edit]
+    expect(ModelValueError if edit == "huge" else ModelFormatError, build(header, arrays))
+
+
+# --- clause 9.4 item 2: z_count read before its range is checked ---------------------------------
+
+def test_z_cdf_columns_use_z_count_as_stored(base):
+    """Clause 9.4 item 2 compares z_cdf's columns with max(z_count) + 1 for z_count as stored (any
+    int32: its range is item 3's): negative counts with a matching table reach item 3; the
+    largest int32 is a shape error (2^31 columns), not an overflow."""
+    header, arrays = fresh(base)
+    cz = header["hyper_channels"]
+    arrays["z_count"] = np.full(cz, -1, np.int32)
+    arrays["z_cdf"] = np.zeros((cz, 0), np.int32)
+    assert "z_count" in str(expect(ModelValueError, build(header, arrays)))
+    header, arrays = fresh(base)
+    arrays["z_count"][0] = 2 ** 31 - 1
+    assert "2147483648" in str(expect(ModelShapeError, build(header, arrays)))
+
+
+def test_provenance_numbers_of_any_size(base):
+    """Clause 9.2: where any value is allowed (provenance), a number may have any size: 1e999."""
+    header, arrays = fresh(base)
+    header["provenance"] = {"loss": "@"}
+    text = json.dumps(header).replace('"@"', "1e999")
+    members = members_of(build(header, arrays))
+    members["header.npy"] = header_npy(text)
+    assert parse_model(zip_of(members)).header["provenance"]["loss"] == float("inf")

@@ -34,7 +34,8 @@ from .. import constants as K
 from ..architecture import BY_NAME, CONTEXT, GATHER, HYPER_SYNTHESIS, LAYER_NAMES, LAYERS, OUTPUT_LAYER, SYNTHESIS, \
     causal_mask
 from ..errors import ALL_ERRORS, ModelError
-from ..model_file import MAX_CHANNELS, MAX_INV_GAIN, MAX_MEMBER_BYTES, MAX_MEMBERS, MAX_RATES, MAX_SHIFT, MAX_Z_COUNT, NPY_MAGIC, PROFILES, parse_model
+from ..model_file import MAX_CHANNELS, MAX_INV_GAIN, MAX_JSON_DEPTH, MAX_MEMBER_BYTES, MAX_MEMBERS, MAX_RATES, MAX_SHIFT, \
+    MAX_Z_COUNT, NPY_MAGIC, PROFILES, parse_model
 from .model_writer import _npy_bytes, model_arrays, serialize_model
 
 FORMAT = "ModelFormatError"
@@ -138,13 +139,24 @@ DOS_TIME_0 = 0
 
 @dataclass(frozen=True)
 class _Entry:
-    """One ZIP member as written by _zip: name, uncompressed data, and deliberate corruptions."""
+    """One ZIP member as written by _zip: name, uncompressed data, and deliberate corruptions
+    (the defaults write a correct deflated member)."""
 
     name: str
     data: bytes
     declared_size: int | None = None  # uncompressed size written in the headers (default: the real one)
     crc_xor: int = 0  # XORed into the CRC-32 written in the headers
     corrupt_stream: bool = False  # first byte of the deflate stream set to a reserved block type
+    method: int = 8  # compression method in both records: 0 writes the data stored, any other deflates it
+    flags: int | None = None  # general-purpose flags in both records (default 0, or 0x800 for a non-ASCII name)
+    payload_edit: tuple = ()  # ("cut", n): the last n compressed bytes left out; ("append", bytes)
+    local: tuple = ()  # (field, value) written into the local header instead: signature, name, crc, sizes
+    # (compressed, uncompressed), extra, extra_len
+    central: tuple = ()  # (field, value) written into the central record instead: signature, comment_len
+    crc_of: bytes | None = None  # the CRC-32 written is that of these bytes (default: of data)
+    compressed_delta: int = 0  # added to the compressed size in both records
+    payload: bytes | None = None  # the compressed data as written (default: made from data by the method)
+    crc: int | None = None  # the CRC-32 written (default: computed)
 
 
 def _deflate(data: bytes) -> bytes:
@@ -153,31 +165,48 @@ def _deflate(data: bytes) -> bytes:
     return c.compress(data) + c.flush()
 
 
-def _zip(entries: list[_Entry]) -> bytes:
-    """Raw ZIP bytes: deflated members in the given order, fixed timestamps, no extras."""
-    out, central = bytearray(), bytearray()
+def _zip(entries: list[_Entry], before: bytes = b"", gap: bytes = b"", cd_tail: bytes = b"", eocd=()) -> bytes:
+    """Raw ZIP bytes: members in the given order (deflated unless an entry says otherwise), fixed
+    timestamps, no extras. before: bytes ahead of the first local header (offsets account for
+    them); gap: bytes between the last member and the central directory; cd_tail: bytes after the
+    last central record, counted in the central directory's size; eocd: (field, value) pairs
+    written into the end record instead (disk, cd_offset_delta, comment)."""
+    out, central = bytearray(before), bytearray()
     for e in entries:
         name = e.name.encode("utf-8")
-        flags = 0 if e.name.isascii() else 0x800
-        payload = bytearray(_deflate(e.data))
+        flags = (0 if e.name.isascii() else 0x800) if e.flags is None else e.flags
+        payload = bytearray(e.payload if e.payload is not None else e.data if e.method == 0 else _deflate(e.data))
         if e.corrupt_stream:
             payload[0] = 0xFF  # BFINAL = 1, BTYPE = 11 (reserved): an invalid deflate stream
-        crc = zlib.crc32(e.data) ^ e.crc_xor
+        for op, arg in e.payload_edit:
+            payload = payload[:-arg] if op == "cut" else payload + arg
+        crc = (zlib.crc32(e.data if e.crc_of is None else e.crc_of) if e.crc is None else e.crc) ^ e.crc_xor
         size = len(e.data) if e.declared_size is None else e.declared_size
         offset = len(out)
-        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, flags, 8, DOS_TIME_0, DOS_DATE_1980, crc,
-                           len(payload), size, len(name), 0) + name + payload
-        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, (3 << 8) | 20, 20, flags, 8, DOS_TIME_0,
-                               DOS_DATE_1980, crc, len(payload), size, len(name), 0, 0, 0, 0, 0o644 << 16,
-                               offset) + name
-    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(central), len(out), 0)
-    return bytes(out + central + end)
+        length = len(payload) + e.compressed_delta
+        loc = dict(signature=0x04034B50, name=name, crc=crc, sizes=(length, size), extra=b"")
+        loc.update(e.local)
+        cen = dict(signature=0x02014B50, comment_len=0)
+        cen.update(e.central)
+        out += struct.pack("<IHHHHHIIIHH", loc["signature"], 20, flags, e.method, DOS_TIME_0, DOS_DATE_1980,
+                           loc["crc"], *loc["sizes"], len(loc["name"]), loc.get("extra_len", len(loc["extra"])))
+        out += loc["name"] + loc["extra"] + payload
+        central += struct.pack("<IHHHHHHIIIHHHHHII", cen["signature"], (3 << 8) | 20, 20, flags, e.method, DOS_TIME_0,
+                               DOS_DATE_1980, crc, length, size, len(name), 0, cen["comment_len"], 0, 0,
+                               0o644 << 16, offset) + name
+    out += gap
+    central += cd_tail
+    end = dict(disk=0, cd_offset_delta=0, comment=b"")
+    end.update(eocd)
+    eocd_bytes = struct.pack("<IHHHHIIH", 0x06054B50, end["disk"], 0, len(entries), len(entries), len(central),
+                             len(out) + end["cd_offset_delta"], len(end["comment"])) + end["comment"]
+    return bytes(out + central + eocd_bytes)
 
 
-def _npy(meta: str | bytes, data: bytes, version: bytes = b"\x01\x00") -> bytes:
+def _npy(meta: str | bytes, data: bytes, version: bytes = b"\x01\x00", newline: bytes = b"\n") -> bytes:
     """A .npy member with a hand-written header (padded as numpy pads it) and raw data."""
     head = meta.encode("latin-1") if isinstance(meta, str) else meta
-    head += b" " * (-(10 + len(head) + 1) % 64) + b"\n"
+    head += b" " * (-(10 + len(head) + 1) % 64) + newline
     return NPY_MAGIC + version + struct.pack("<H", len(head)) + head + data
 
 
@@ -266,6 +295,25 @@ def _pad_axis(arr: np.ndarray, axis: int, size: int, value=0) -> np.ndarray:
     return np.pad(arr, pad, constant_values=value)
 
 
+ZIP64_SIZES = 0xFFFFFFFF
+
+
+def _wide_members(b: _Base) -> list[tuple[str, bytes]]:
+    """The members of a valid model: the base with gather.1 and gather.2 widened to 2048 outputs
+    with zero weights, so that gather.2.weight.npy is 2048 x 2048 int16 (8 MiB inflated): a
+    member larger than the pieces in which refdec inflates (clause 9.1.2)."""
+    header, arrays = b.h(), b.a()
+    for layer in ("gather.1", "gather.2"):
+        for part in ("weight", "bias", "shift"):
+            arrays[f"{layer}.{part}"] = _pad_axis(arrays[f"{layer}.{part}"], 0, MAX_CHANNELS)
+    for layer in ("gather.2", "gather.3"):
+        arrays[f"{layer}.weight"] = _pad_axis(arrays[f"{layer}.weight"], 1, MAX_CHANNELS)
+    data = b.file(header, arrays)
+    parse_model(data, where="wide base model")  # valid; raises otherwise
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return [(info.filename, zf.read(info)) for info in zf.infolist()]
+
+
 # --- clause 9.1: container ---------------------------------------------------------------------
 
 def _container(b: _Base):
@@ -296,6 +344,83 @@ def _container(b: _Base):
            "member z_cdf.npy: the CRC-32 in its ZIP headers does not match its data")
     yield ("zip-corrupt-deflate", b.with_entry("inv_gain.npy", corrupt_stream=True), "9.1",
            "member inv_gain.npy: its deflate stream starts with a reserved block type (cannot be decompressed)")
+
+    # Clause 9.1.1: the records, checked against each other before anything is inflated.
+    first, last = b.members[0][0], b.members[-1][0]
+
+    def zipped(changes=None, **archive):
+        changes = changes or {}
+        return _zip([_Entry(n, d, **changes.get(n, {})) for n, d in b.members], **archive)
+
+    yield ("zip-archive-comment", zipped(eocd=(("comment", b"model"),)), "9.1.1",
+           "the end-of-central-directory record has a 5-byte archive comment: it is not the last 22 bytes")
+    yield ("zip-multi-disk", zipped(eocd=(("disk", 1),)), "9.1.1", "the end record's disk number is 1 (a split archive)")
+    yield ("zip-central-directory-offset", zipped(eocd=(("cd_offset_delta", 1),)), "9.1.1",
+           "the end record places the central directory one byte after where it is")
+    yield ("zip-central-record-signature", zipped({first: dict(central=(("signature", 0x02014B51),))}), "9.1.1",
+           f"the central-directory record of {first} has a wrong signature")
+    yield ("zip-central-record-past-end", zipped({last: dict(central=(("comment_len", 1000),))}), "9.1.1",
+           f"the central-directory record of {last} announces a 1000-byte comment, past the central directory")
+    yield ("zip-central-directory-trailing-bytes", zipped(cd_tail=bytes(8)), "9.1.1",
+           "8 zero bytes after the last central-directory record, counted in the central directory's size")
+    yield ("zip-gap-before-central-directory", zipped(gap=bytes(8)), "9.1.1",
+           "8 zero bytes between the last member's data and the central directory (offsets consistent)")
+    yield ("zip-bytes-before-first-member", zipped(before=b"RDEC"), "9.1.1",
+           "4 bytes before the first local header, as a self-extracting stub (every offset accounts for them)")
+    for slug, flags, what in (("encrypted", 0x0001, "bit 0 (encrypted; the data is not)"),
+                              ("data-descriptor", 0x0008, "bit 3 (data descriptor; there is none)"),
+                              ("unknown-flag", 0x0010, "bit 4 (reserved)")):
+        yield (f"zip-{slug}", zipped({"z_count.npy": dict(flags=flags)}), "9.1.1",
+               f"member z_count.npy has general-purpose flag {what} set in both records")
+    yield ("zip-method-bzip2", zipped({"z_count.npy": dict(method=12)}), "9.1.1",
+           "member z_count.npy has compression method 12 (bzip2) in both records (its data is deflate)")
+    yield ("zip-stored-sizes-differ", zipped({"z_lo.npy": dict(method=0, declared_size=len(b.member("z_lo.npy")) + 1)}),
+           "9.1.1", "member z_lo.npy is stored (method 0) with an uncompressed size one more than its compressed size")
+    four = [name for name, _ in b.members[:4]]
+    yield ("zip-members-too-large-together", zipped({n: dict(declared_size=MAX_MEMBER_BYTES) for n in four}), "9.1.1",
+           f"members {', '.join(four)} declare 2^28 bytes each (one member's limit): more than 2^30 together")
+    header_raw = b.member("header.npy")
+    text = b.header_text(b.header).encode("utf-8")
+    yield ("zip-header-too-large", b.with_header_bytes(text + b" " * (1 << 20)), "9.1.1",
+           "header.npy holds the JSON text followed by 2^20 spaces (valid JSON): more than 2^20 bytes")
+    yield ("zip-data-into-central-directory", zipped({last: dict(compressed_delta=16)}), "9.1.1",
+           f"member {last} declares a compressed size 16 bytes longer than its data, reaching into the central "
+           "directory")
+    yield ("zip-local-signature", zipped({"gather.0.bias.npy": dict(local=(("signature", 0x04034B51),))}), "9.1.1",
+           "the local header of gather.0.bias.npy has a wrong signature")
+    yield ("zip-local-extra-past-central-directory", zipped({first: dict(local=(("extra_len", 0xFFFF),))}), "9.1.1",
+           f"the local header of {first} announces a 65535-byte extra field, past the central directory")
+    yield ("zip-local-name-differs", zipped({"gather.1.bias.npy": dict(local=(("name", b"gather.1.bias.npx"),))}),
+           "9.1.1", "the local header of gather.1.bias.npy names gather.1.bias.npx")
+    yield ("zip-local-crc-differs", zipped({"gather.1.bias.npy": dict(local=(("crc", 0),))}), "9.1.1",
+           "the local header of gather.1.bias.npy has CRC-32 0, its central record the right one")
+    name = "synthesis.0.bias.npy"
+    size, length = len(b.member(name)), len(_deflate(b.member(name)))
+    timestamp = struct.pack("<HHBI", 0x5455, 5, 1, 0)  # an extended-timestamp extra field first
+    yield ("zip-local-zip64-missing", zipped({name: dict(local=(("sizes", (ZIP64_SIZES, ZIP64_SIZES)),))}), "9.1.1",
+           f"the local header of {name} has sizes 0xFFFFFFFF (as NumPy writes them) but no ZIP64 extra field")
+    zip64 = struct.pack("<HHQQ", 1, 16, size + 1, length)
+    yield ("zip-local-zip64-sizes-differ",
+           zipped({name: dict(local=(("sizes", (ZIP64_SIZES, ZIP64_SIZES)), ("extra", timestamp + zip64)))}), "9.1.1",
+           f"the local header of {name} has sizes 0xFFFFFFFF and a ZIP64 extra field (after a timestamp field) "
+           "whose uncompressed size is one more than the central record's")
+
+    # Clause 9.1.2: the data, inflated and checked against the records.
+    yield ("zip-stored-bad-crc", zipped({"z_lo.npy": dict(method=0, crc_xor=1)}), "9.1.2",
+           "member z_lo.npy is stored (method 0) with a wrong CRC-32 in both records")
+    yield ("zip-deflate-truncated", zipped({"z_lo.npy": dict(payload_edit=(("cut", 3),))}), "9.1.2",
+           "member z_lo.npy: the last 3 bytes of its deflate stream are left out (sizes consistent)")
+    yield ("zip-deflate-trailing-bytes", zipped({"z_lo.npy": dict(payload_edit=(("append", bytes(4)),))}), "9.1.2",
+           "member z_lo.npy: 4 zero bytes after the end of its deflate stream, inside its compressed size")
+    yield ("zip-size-larger-than-data", zipped({"header.npy": dict(declared_size=len(header_raw) + 1)}), "9.1.2",
+           "member header.npy declares one byte more than its deflate stream gives")
+    wide = _wide_members(b)
+    name = "gather.2.weight.npy"
+    yield ("zip-inflates-past-declared-size",
+           _zip([_Entry(n, d + bytes(4), declared_size=len(d), crc_of=d) if n == name else _Entry(n, d)
+                 for n, d in wide]), "9.1.2",
+           f"the base with gather.1 and gather.2 widened to 2048 outputs (zero weights; {name} is 8 MiB): the "
+           f"deflate stream of {name} gives 4 bytes more than its records declare")
 
 
 # --- clause 9.1: .npy members ------------------------------------------------------------------
@@ -375,6 +500,23 @@ def _npy_members(b: _Base):
            "9.1", "member hyper_synthesis.2.weight.npy: .npy descr '|i2' (no byte order for a 2-byte type)")
     yield ("npy-truncated-data", member("synthesis.6.weight", b.member("synthesis.6.weight.npy")[:-1]), "9.1",
            "member synthesis.6.weight.npy: the last data byte is missing")
+    yield ("npy-trailing-data", member("gather.4.bias", npy("gather.4.bias", payload=data("gather.4.bias") + bytes(4))),
+           "9.1.3", "member gather.4.bias.npy: 4 zero bytes after the data its shape needs")
+    n = arr("gather.5.shift").shape[0]
+    for slug, text, what in (
+            ("npy-header-duplicate-key", f"{{'descr': '|u1', 'descr': '|u1', 'shape': ({n},)}}", "the key descr twice"),
+            ("npy-shape-not-tuple", f"{{'descr': '|u1', 'fortran_order': False, 'shape': {n}}}",
+             f"shape {n}, an integer, not a tuple"),
+            ("npy-shape-one-without-comma", f"{{'descr': '|u1', 'fortran_order': False, 'shape': ({n})}}",
+             f"shape ({n}) without the comma of a 1-tuple"),
+            ("npy-shape-string-element", f"{{'descr': '|u1', 'fortran_order': False, 'shape': ({n}, 'a')}}",
+             f"shape ({n}, 'a') with a string element"),
+            ("npy-header-missing-comma", f"{{'descr': '|u1' 'fortran_order': False, 'shape': ({n},)}}",
+             "no comma between the descr and fortran_order entries")):
+        yield (slug, member("gather.5.shift", _npy(text, data("gather.5.shift"))), "9.1.3",
+               f"member gather.5.shift.npy: .npy header {what}")
+    yield ("npy-header-no-newline", member("gather.5.shift", _npy(_meta("|u1", (n,)), data("gather.5.shift"), newline=b" ")),
+           "9.1.3", "member gather.5.shift.npy: .npy header padded with spaces to its end, without the final newline")
 
 
 # --- clause 9.2: header ------------------------------------------------------------------------
@@ -388,6 +530,22 @@ def _header(b: _Base):
     yield ("header-wrong-ndim", b.with_members({"header.npy": _npy(_meta("|u1", (1, len(raw))), raw)}), "9.2",
            f"header.npy is a 2-D uint8 array of shape (1, {len(raw)}), not 1-D")
     yield ("header-empty", b.with_header_bytes(b""), "9.2", "header.npy is an empty array (no JSON text)")
+    yield ("header-npy-data-longer", b.with_members({"header.npy": _npy(_meta("|u1", (len(raw) - 1,)), raw)}), "9.1.3",
+           "header.npy: its .npy shape is one byte shorter than its data (the JSON's closing brace is left over)")
+    yield ("header-utf8-bom", b.with_header_bytes(b"\xef\xbb\xbf" + raw), "9.2",
+           "header JSON preceded by a UTF-8 byte order mark")
+    h = b.h()
+    nested: dict = {}
+    for _ in range(MAX_JSON_DEPTH - 1):
+        nested = {"n": nested}
+    h["provenance"] = nested
+    yield ("header-json-too-deep", b.with_header_json(h), "9.2",
+           f"header provenance is {MAX_JSON_DEPTH} nested objects: depth {MAX_JSON_DEPTH + 1} with the header object, "
+           f"at most {MAX_JSON_DEPTH} allowed")
+    h = b.h()
+    h["description"] = "@@surrogate@@"
+    yield ("header-unpaired-surrogate", b.with_header_json(h, {"@@surrogate@@": '"\\ud800"'}), "9.2",
+           "header description is the JSON string \"\\ud800\", an unpaired surrogate escape")
     h = b.h()
     h["description"] = "caf\u00e9"
     yield ("header-not-utf8", b.with_header_bytes(json.dumps(h, sort_keys=True, indent=1, ensure_ascii=False)
