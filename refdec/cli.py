@@ -2,12 +2,14 @@
 
     refdec decode IN -o OUT [--raw] [--literal] [--trace-dir DIR] [--model PATH]... [--band-rows N] [-q]
     refdec info IN [--json] [--model PATH]...
-    refdec check [VECTORS] [--decoder "CMD {in} {out}"] [--outputs DIR] [--trace-dir DIR]
-                 [--subset NAME] [-j N] [--json FILE] [--junit FILE] [--timeout S]
+    refdec check [VECTORS] [--decoder "CMD {in} {out} {model}"] [--outputs DIR] [--trace-dir DIR]
+                 [--subset NAME]... [--list] [-j N] [--json FILE] [--junit FILE] [--timeout S]
+                 [--evidence-dir DIR] [--keep-all] [--fail-fast] [--strict-errors] [-q]
 
 Exit status: 0 on success, 2 on invalid input (any error of spec clause 11.2), on a file
 that cannot be read or written, and on a usage error; `check` exits 1 when a vector does not
-pass (spec clause 11.5.3). Every failure prints exactly one line
+pass or the vector folder changed, 130 (143) when Ctrl-C (SIGTERM) interrupts it (spec clause
+11.5.3). Every failure prints exactly one line
 to stderr, `refdec: error: ...`; invalid input never produces a traceback.
 
 Adding a subcommand (for example `check`): write `_add_NAME(subparsers)`, which builds the
@@ -259,8 +261,10 @@ def _add_check(subparsers) -> None:
     p = subparsers.add_parser("check", help="check a decoder against the conformance vectors (clause 11.5)",
                               description="Check refdec, another decoder (--decoder) or outputs made elsewhere "
                                           "(--outputs) against a conformance vector set (spec clause 11.5). "
-                                          "Exit status 0 only when every vector passes, 1 otherwise, 2 on a "
-                                          "usage error or an invalid vector set.")
+                                          "A line is printed as each vector finishes; the evidence of every "
+                                          "vector that does not pass is kept. Exit status 0 only when every "
+                                          "vector passes, 1 otherwise, 2 on a usage error or an invalid vector "
+                                          "set, 130 on Ctrl-C (the partial reports are written).")
     add_arguments(p)
     p.set_defaults(func=_cmd_check)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -185,6 +186,12 @@ def child_env(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """Evidence folders go to the current folder by default: keep them out of the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _check(capsys, *argv):
     rc = cli.main(["check", *map(str, argv)])
     captured = capsys.readouterr()
@@ -259,10 +266,13 @@ def test_manifest_validation_finds_problems(vectors):
 def test_refdec_passes_all(vectors, tmp_path, capsys):
     rc, out, _ = _check(capsys, vectors, "--json", tmp_path / "r.json", "--junit", tmp_path / "r.xml", "-j", "2")
     assert rc == 0, out
-    assert out.splitlines()[-1].startswith("summary: 9 pass, 0 fail, 0 error, 0 timeout of 9 vectors")
+    assert re.search(r"^summary: 9 vectors in [0-9.]+ s: all pass$", out, re.M), out
+    assert "  valid:   3 of 3 decoded bit-exact" in out and "  invalid: 6 of 6 rejected as required" in out
     doc, res = _report(tmp_path / "r.json")
-    assert doc["format"] == "refdec-check-report" and doc["mode"] == "refdec"
-    assert doc["summary"] == {"pass": 9, "fail": 0, "error": 0, "timeout": 0, "total": 9}
+    assert doc["format"] == "refdec-check-report" and doc["mode"] == "refdec" and doc["jobs"] >= 1
+    s = doc["summary"]
+    assert (s["pass"], s["fail"], s["error"], s["timeout"], s["total"]) == (9, 0, 0, 0, 9)
+    assert (s["decoded"], s["rejected"], s["class_expected"], s["all_pass"]) == (3, 6, 6, True)
     assert res["err-bad-magic"]["reported_error"] == "BadMagic"
     suite, cases = _junit(tmp_path / "r.xml")
     assert suite.get("tests") == "9" and suite.get("failures") == "0" and suite.get("errors") == "0"
@@ -341,11 +351,15 @@ def test_wrong_synthesis_layer_fails_with_sample_statistics(vectors, tmp_path, c
     _, res = _report(tmp_path / "rep" / "r.json")
     r = res["odd-65x33"]
     assert r["state"] == "fail" and r["command"][-1] == "synthesis.3:5" and r["command"][4].endswith(".rgb")
+    assert r["look_at"][0] == "7.12"                  # the diverging stage's clause first
     d = r["diagnosis"]
     assert d["stage"] == "synthesis.3" and d["index"][0] == 1 and d["index"][1] % 2 == 0 and d["index"][2] % 2 == 1
     s = r["samples"]
     assert not s["equal"] and 0 < s["differing_samples"] < s["total_samples"] and 0 < s["psnr_db"] < 100
-    assert Path(r["diff_image"]) == tmp_path / "rep" / "odd-65x33.diff.png" and Path(r["diff_image"]).is_file()
+    evidence = Path(r["evidence"])
+    assert evidence.parent.parent == tmp_path / "rep" and evidence.parent.name.startswith("refdec-check-")
+    assert Path(r["diff_image"]) == evidence / "diff.png" and Path(r["diff_image"]).is_file()
+    assert (evidence / "output.rgb").is_file() and Path(r["output"]) == evidence / "output.rgb"
     assert "samples differ" in r["message"]
     suite, cases = _junit(tmp_path / "rep" / "r.xml")
     assert suite.get("tests") == "1" and suite.get("failures") == "1"
@@ -382,7 +396,8 @@ def test_outputs_with_a_tampered_png(vectors, tmp_path, capsys):
                         "--junit", tmp_path / "rep" / "r.xml")
     assert rc == 1
     doc, res = _report(tmp_path / "rep" / "r.json")
-    assert doc["summary"] == {"pass": 8, "fail": 1, "error": 0, "timeout": 0, "total": 9}
+    s = doc["summary"]
+    assert (s["pass"], s["fail"], s["error"], s["timeout"], s["total"], s["decoded"]) == (8, 1, 0, 0, 9, 2)
     s = res["odd-65x33"]["samples"]
     exp = decoded["odd-65x33"].image
     assert s["differing_samples"] == 3 and s["total_samples"] == 3 * 33 * 65
@@ -419,7 +434,7 @@ def test_outputs_with_a_wrong_trace_element(vectors, tmp_path, capsys):
     assert rc == 1
     _, res = _report(tmp_path / "r.json")
     r = res["escape-33x65"]
-    assert r["state"] == "fail" and r["samples"] == {"equal": True}
+    assert r["state"] == "fail" and r["samples"]["equal"] is True
     d = r["diagnosis"]
     assert d["stage"] == "gather.3" and d["index"] == [7, 2, 1] and d["wavefront"] == 1 + 4 * 2
     assert "synthesis.5" in d["missing_stages"] and d["diverging_stages"] == ["gather.3", "synthesis.6"]
@@ -431,7 +446,7 @@ def test_an_output_for_an_invalid_stream_fails(vectors, tmp_path, capsys):
     outs.mkdir()
     (outs / "err-bad-magic.png").write_bytes(png_bytes(np.zeros((3, 1, 1), np.uint8)))
     rc, out, _ = _check(capsys, vectors, "--outputs", outs, "--subset", "invalid")
-    assert rc == 1 and "FAIL    err-bad-magic" in out and "summary: 5 pass, 1 fail" in out
+    assert rc == 1 and "FAIL    err-bad-magic" in out and "invalid: 5 of 6 rejected as required" in out
 
 
 def test_timeout(vectors, tmp_path, capsys):
@@ -459,7 +474,10 @@ def test_decoder_that_writes_nothing(vectors, tmp_path, capsys):
     # Rejecting an invalid stream (non-zero exit, no output) passes, for any decoder.
     reject = f"{PY} -c 'import sys; sys.exit(3)' {{in}} {{out}}"
     rc, out, _ = _check(capsys, vectors, "--decoder", reject, "--subset", "invalid")
-    assert rc == 0 and "summary: 6 pass" in out
+    assert rc == 0 and "invalid: 6 of 6 rejected as required; error class: 0 as expected, 0 another, 6 none named" in out
+    # ... but with --strict-errors a rejection must name the expected class.
+    rc, out, _ = _check(capsys, vectors, "--decoder", reject, "--subset", "invalid", "--strict-errors")
+    assert rc == 1 and "invalid: 0 of 6 rejected as required" in out
     rc, out, _ = _check(capsys, vectors, "--decoder", reject, "--subset", "size-1x1")
     assert rc == 1 and "decoder exited with status 3" in out
 

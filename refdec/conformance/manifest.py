@@ -266,6 +266,127 @@ def verify_files(manifest: Manifest, vectors) -> list[str]:
     return problems
 
 
+# --- Clause 11.5.3: the vector set is not changed by a run ------------------------------------------
+
+def file_sha256(path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file, read in chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                return h.hexdigest()
+            h.update(block)
+
+
+def _inside(path: Path, roots) -> bool:
+    for r in roots:
+        try:
+            path.relative_to(r)
+            return True
+        except ValueError:
+            pass
+    return False
+
+
+def snapshot_folder(manifest: Manifest, exclude=()) -> dict:
+    """Clause 11.5.3: every file of a vector set folder before a run: relative path -> [size,
+    mtime_ns, sha256]. The sha256 of a file the manifest names is the manifest's (verified before
+    the run, clause 11.5.2); the other files (the manifest itself, README.md) are hashed here.
+    Folders in `exclude` (report or trace folders a user put inside the set) are left out."""
+    root = manifest.root.resolve()
+    excl = [Path(e).resolve() for e in exclude]
+    known = {}
+    for v in manifest.vectors:
+        for key in ("bitstream", "model", "golden"):
+            if key in v:
+                known[v[key]["file"]] = v[key]["sha256"]
+    for m in manifest.data.get("models", {}).values():
+        known[m["file"]] = m["sha256"]
+    snap = {}
+    for p in sorted(root.rglob("*")):
+        if _inside(p.resolve(), excl) or not (p.is_file() or p.is_symlink()):
+            continue
+        rel = p.relative_to(root).as_posix()
+        try:
+            st = p.stat()
+            sha = known.get(rel) or file_sha256(p)
+        except OSError:
+            continue
+        snap[rel] = [st.st_size, st.st_mtime_ns, sha]
+    return snap
+
+
+def folder_changes(manifest: Manifest, before: dict, exclude=()) -> dict:
+    """Clause 11.5.3: what a run changed in the vector set folder: {"intact", "changed", "added",
+    "removed"} (relative paths). A file whose size or time changed is hashed again; it counts as
+    changed only if its bytes differ."""
+    after = {}
+    root = manifest.root.resolve()
+    excl = [Path(e).resolve() for e in exclude]
+    for p in sorted(root.rglob("*")):
+        if _inside(p.resolve(), excl) or not (p.is_file() or p.is_symlink()):
+            continue
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        after[p.relative_to(root).as_posix()] = (st.st_size, st.st_mtime_ns)
+    changed = []
+    for rel, (size, mtime, sha) in before.items():
+        if rel in after and after[rel] != (size, mtime):
+            try:
+                same = file_sha256(root / rel) == sha
+            except OSError:
+                same = False
+            if not same:
+                changed.append(rel)
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    return {"intact": not (changed or added or removed), "changed": changed, "added": added, "removed": removed}
+
+
+# Clause 11.5.3 for an implementer, in the README and in every vector set's README (readme_text).
+WRAPPING = """\
+## Wrapping your decoder
+
+`refdec check --decoder "CMD"` runs CMD once per vector, without a shell: the template is split
+into words as a POSIX shell would, then these placeholders are replaced in every word:
+
+| placeholder | what |
+|---|---|
+| `{in}` | the bitstream (required) |
+| `{out}` | the file to write: an 8-bit RGB PNG, or with `--out-format rgb` the raw planar bytes of clause 11.4 (required) |
+| `{model}` | the vector's model file (clause 9); without it your decoder is not given the model the stream names. A decoder handed a model file still compares its digest with the stream's `model_id` (clause 6.2) |
+| `{models}` | the folder of all the set's model files |
+| `{trace}` | a folder for a trace, one `STAGE.npy` per stage of clause 11.3 (optional; with `--trace-dir DIR` it is `DIR/ID`) |
+| `{id}` | the vector's id |
+
+Streams and models are read-only copies in a scratch folder; the command also finds
+`REFDEC_VECTOR_ID`, `REFDEC_MODEL` and `REFDEC_MODEL_DIR` in its environment. What the
+checker expects (clause 11.5.3):
+
+* A valid stream: write `{out}` and exit 0.
+* An invalid stream: write nothing (a 0-byte `{out}` counts as nothing), exit with a status from
+  1 to 125 (or 193 to 255) through `exit()`, and name the clause 11.2 error class on the first
+  line of stderr, e.g. `mydec: error: BadMagic: magic is RDEX`. Death by a signal (a crash), or
+  the statuses 126 to 192 that a shell reports for a command that cannot run or that a signal
+  ended, is an `error`, never a rejection. A rejection that names another class, or none, passes
+  with a note and is counted in the summary; with `--strict-errors` it fails.
+* Traces: when `{trace}` is given, write the stage tensors; when decoding fails part-way, write
+  the stages computed so far and `partial.json` (clause 11.5.4): the checker still names the
+  first diverging stage.
+* Timeouts: each run may take 30 s plus 60 s per megapixel of the vector's image (`--timeout S`
+  sets one limit for all); then its process group is killed, and anything it left running.
+
+Start with `--list` (the subsets and the vectors), then `--subset quick`, then everything;
+`--fail-fast` stops at the first vector that does not pass, and the evidence of every vector that
+does not pass (your output, the difference image, your stderr, your trace) stays in the folder
+that the summary names (`--evidence-dir`; `--keep-all` keeps passing outputs too).
+"""
+
 # --- Clause 11.5.1: the README of a vector set --------------------------------------------------
 
 def readme_text(data: dict) -> str:
@@ -281,10 +402,13 @@ def readme_text(data: dict) -> str:
         "Check a decoder:",
         "",
         "```",
-        "refdec check VECTORS                                   # refdec itself",
-        "refdec check VECTORS --decoder \"CMD {in} {out}\"        # any decoder, one run per vector",
-        "refdec check VECTORS --outputs DIR                     # outputs made elsewhere: DIR/<id>.png or .rgb",
+        "refdec check VECTORS --list                                  # the subsets (with counts) and the vectors",
+        "refdec check VECTORS                                         # refdec itself",
+        "refdec check VECTORS --decoder \"CMD {in} {out} {model}\"      # any decoder, one run per vector",
+        "refdec check VECTORS --outputs DIR                           # outputs made elsewhere: DIR/<id>.png or .rgb",
         "```",
+        "",
+        *WRAPPING.splitlines(),
         "",
         "## Models",
         "",
