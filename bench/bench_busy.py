@@ -5,16 +5,15 @@ CPU-bound process, the 768x512 decode took 17.2 s with NumPy's default OpenBLAS 
 1.50 s with one BLAS thread. This benchmark measures, in one run, the decode of one stream idle
 and beside a CPU-bound process on the last allowed CPU, for these configurations:
 
-    default     NumPy's default threading (OPENBLAS_NUM_THREADS etc. removed from the environment)
-    env-1       OPENBLAS_NUM_THREADS=1 (and OMP_/MKL_): one thread forced before NumPy starts
-    ctx-1       with refdec.fast.threads.blas_threads(1): decode(...)
-    split-1/2   the latent decoding (refdec.latent.decode_y, the wavefront loop) with 1 thread,
-                the synthesis (refdec.synthesis.synthesize) with 2, the rest (z, hyper synthesis)
-                with NumPy's default
-    split-2/1   the other way round (to see which stage suffers)
-    auto        a prototype of a choice made at run time: the latent decoding with 1 thread; the
-                synthesis with 2 when, during the latent decoding, at least 0.7 CPU besides the
-                decode's own was idle (/proc/stat), else 1
+    shipped     refdec.decode as it ships: the hyper synthesis and the latent with one BLAS thread,
+                each synthesis band with two while the other processes leave a core free, else one
+                (refdec.FastOptions, refdec/fast/threads.py)
+    as-is       NumPy's default threading everywhere, the decoder as it was before it chose
+                (FastOptions(blas_threads=None, synthesis_blas_threads=None))
+    env-1       OPENBLAS_NUM_THREADS=1 (and OMP_/MKL_) before NumPy starts, threads left as they are:
+                the decode forced to one BLAS thread, the reference of target 1
+    one         FastOptions(blas_threads=1, synthesis_blas_threads=1): one thread chosen at run time
+    synth-2     FastOptions(synthesis_blas_threads=2 always, without the free-core check)
 
     python bench/bench_busy.py [--runs 3] [--stream PATH] [--configs NAME ...] [--json OUT.json]
     python bench/bench_busy.py --quick      # the 64x64 vector, one run: a smoke test (seconds)
@@ -24,8 +23,8 @@ each in a fresh subprocess (so a change of the machine's background load falls o
 configuration alike). The subprocess loads the default models (refdec.ModelStore.default()),
 decodes the stream once cold (model matrices built, as in one `refdec decode` command) and then
 once timed. The table gives the median over the rounds of the timed decode, the time in the
-wavefront loop (decode_y) and in the synthesis of that run (wrappers around refdec.decoder's
-references to them), the median cold decode, and the process's CPU seconds for the decode. The busy process is `while True: pass` in Python, pinned
+wavefront loop (decode_y) and in the synthesis of that run (wrappers around the registered
+fast steps), the median cold decode, and the process's CPU seconds for the decode. The busy process is `while True: pass` in Python, pinned
 to the last CPU this process may use; the decoding subprocess is not pinned, as a user's would not
 be. The load average before each measurement is printed: on a shared machine "idle" means only
 "without our busy process".
@@ -50,16 +49,14 @@ ROOT = Path(__file__).resolve().parents[1]
 STREAM = ROOT / "vectors" / "streams" / "refdec-test-w16a16.kodak-kodim23-rate-3.rdc"
 QUICK_STREAM = ROOT / "vectors" / "streams" / "refdec-test-w16a16.rate-00-64x64.rdc"
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-# name -> (environment count or None, latent threads, synthesis threads, whole-decode threads)
+# name -> (OPENBLAS_NUM_THREADS or None, keyword arguments of refdec.FastOptions)
 CONFIGS = {
-    "default": (None, None, None, None),
-    "env-1": (1, None, None, None),
-    "ctx-1": (None, None, None, 1),
-    "split-1/2": (None, 1, 2, None),
-    "split-2/1": (None, 2, 1, None),
-    "auto": (None, 1, "auto", None),
+    "shipped": (None, {}),
+    "as-is": (None, {"blas_threads": None, "synthesis_blas_threads": None}),
+    "env-1": (1, {"blas_threads": None, "synthesis_blas_threads": None}),
+    "one": (None, {"blas_threads": 1, "synthesis_blas_threads": 1}),
+    "synth-2": (None, {"synthesis_blas_threads": 2, "free_core_check": False}),
 }
-AUTO_FREE_CPUS = 0.7  # "auto": 2 synthesis threads when at least this much CPU was idle during decode_y
 IDLE_ALLOWANCE = 1.10
 
 
@@ -69,63 +66,40 @@ def child(config: str, stream_path: str, runs: int) -> dict:
     import numpy as np  # noqa: F401  (loads the BLAS before the thread count is read)
 
     import refdec
-    import refdec.decoder as decoder
-    from refdec.fast.threads import blas_libraries, blas_thread_count, blas_threads
+    from refdec.fast import REGISTRY
+    from refdec.fast import threads as fast_threads
+    from refdec.fast.threads import blas_libraries, blas_thread_count
+    from refdec.hyper import hyper_synthesis
+    from refdec.latent import decode_y
+    from refdec.synthesis import synthesis
 
-    _, latent_n, synth_n, whole_n = CONFIGS[config]
-    stage = {"latent": 0.0, "synth": 0.0}
+    _, kwargs = CONFIGS[config]
+    kwargs = dict(kwargs)
+    if not kwargs.pop("free_core_check", True):  # synth-2: as if a core were always free
+        fast_threads.OtherLoad.threads = lambda self, max_threads: max_threads
+    options = refdec.FastOptions(**kwargs)
+    stage = {"latent": 0.0, "synth": 0.0, "hyper": 0.0}
+    keys = {decode_y: "latent", synthesis: "synth", hyper_synthesis: "hyper"}
 
-    def wrap(fn, key, n):
-        def wrapped(*args, **kwargs):
+    def clocked(fn, key):
+        def wrapped(*args, **kw):
             t = time.perf_counter()
             try:
-                if n is None:
-                    return fn(*args, **kwargs)
-                with blas_threads(n):
-                    return fn(*args, **kwargs)
+                return fn(*args, **kw)
             finally:
                 stage[key] += time.perf_counter() - t
         return wrapped
 
-    decoder.decode_y = wrap(decoder.decode_y, "latent", latent_n)
-    if synth_n == "auto":
-        # Idle CPU time (all CPUs, /proc/stat) during the one-thread wavefront loop: the CPUs
-        # that our decode left idle then. The synthesis gets 2 threads only when about one CPU
-        # besides ours was free.
-        def idle_s() -> float:
-            with open("/proc/stat") as f:
-                fields = f.readline().split()
-            return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
-
-        mark = {}
-        inner_y, inner_s = decoder.decode_y, decoder.synthesize
-
-        def decode_y(*a, **k):
-            mark["t"], mark["idle"] = time.perf_counter(), idle_s()
-            return inner_y(*a, **k)
-
-        def synthesize(*a, **k):
-            dt = time.perf_counter() - mark["t"]
-            free = (idle_s() - mark["idle"]) / dt if dt >= 0.1 else 0.0
-            stage["free"] = free
-            with blas_threads(2 if free >= AUTO_FREE_CPUS else 1):
-                return inner_s(*a, **k)
-
-        decoder.decode_y = decode_y
-        decoder.synthesize = wrap(synthesize, "synth", None)
-    else:
-        decoder.synthesize = wrap(decoder.synthesize, "synth", synth_n)
+    for acc in REGISTRY:
+        if acc.step:
+            acc.fast = clocked(acc.fast, keys[acc.literal])
     stream = Path(stream_path).read_bytes()
     store = refdec.ModelStore.default()
 
     def one() -> dict:
-        stage.update(latent=0.0, synth=0.0, free=None)
+        stage.update(latent=0.0, synth=0.0, hyper=0.0)
         cpu, t = time.process_time(), time.perf_counter()
-        if whole_n is None:
-            image = refdec.decode(stream, store).image
-        else:
-            with blas_threads(whole_n):
-                image = refdec.decode(stream, store).image
+        image = refdec.decode(stream, store, fast=options).image
         wall = time.perf_counter() - t
         return {"wall": wall, "cpu": time.process_time() - cpu, **stage, "shape": list(image.shape)}
 
@@ -206,7 +180,7 @@ def main(argv=None) -> int:
         ap.error(f"--runs must be at least 1, got {args.runs}")
     stream = args.stream or (QUICK_STREAM if args.quick else STREAM)
     rounds = 1 if args.quick else args.runs
-    configs = list(dict.fromkeys(["default", "env-1"] + args.configs))  # the references always
+    configs = list(dict.fromkeys(["shipped", "as-is", "env-1"] + args.configs))  # the references always
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         ap.error("needs at least 2 CPUs (one for the busy process)")
@@ -231,9 +205,8 @@ def main(argv=None) -> int:
                 out["load"] = load
                 results[config][condition].append(out)
                 m = out["median"]
-                free = "" if m["free"] is None else f"; free CPUs {m['free']:.2f}"
                 print(f"  round {round_ + 1} {condition:4s} {config:9s} {m['wall']:7.2f} s (cold {out['cold']['wall']:.2f};"
-                      f" latent {m['latent']:.2f}, synth {m['synth']:.2f}{free}; cpu {m['cpu']:.2f}; "
+                      f" latent {m['latent']:.2f}, synth {m['synth']:.2f}; cpu {m['cpu']:.2f}; "
                       f"threads at start {out['threads_at_start']}; load {load})", flush=True)
 
     def median_run(config: str, condition: str) -> dict:
@@ -244,7 +217,7 @@ def main(argv=None) -> int:
         return statistics.median(r["cold"]["wall"] for r in results[config][condition])
 
     ref_busy = median_run("env-1", "busy")["wall"]
-    ref_idle = median_run("default", "idle")["wall"]
+    ref_idle = median_run("as-is", "idle")["wall"]
     rows, verdicts = [], {}
     for config in configs:
         idle, busy = median_run(config, "idle"), median_run(config, "busy")
@@ -257,12 +230,13 @@ def main(argv=None) -> int:
                      f"{median_cold(config, 'idle'):.2f}/{median_cold(config, 'busy'):.2f}",
                      f"{busy['cpu']:.2f}", " ".join("ok" if v else "NO" for v in ok)])
     print()
-    print(table(rows, ["config", "idle s", "busy s", "busy/idle", "busy vs env-1 busy", "idle vs default idle",
+    print(table(rows, ["config", "idle s", "busy s", "busy/idle", "busy vs env-1 busy", "idle vs as-is idle",
                        "latent s idle/busy", "synth s idle/busy", "cold s idle/busy", "busy cpu s",
                        "targets 1 2 3"]))
     print()
     print("targets: 1 busy <= 1.5x env-1 busy (forced one thread); 2 busy <= 2x own idle; "
-          f"3 idle <= default idle (x{IDLE_ALLOWANCE:.2f} allowance for noise)")
+          f"3 idle <= as-is idle, NumPy's default threading (x{IDLE_ALLOWANCE:.2f} allowance for noise)")
+    print(f"as shipped: {' '.join('met' if v else 'NOT met' for v in verdicts['shipped'])}")
     meeting = [c for c, ok in verdicts.items() if all(ok)]
     print(f"meeting all three: {', '.join(meeting) if meeting else 'none'}")
     if args.json:

@@ -156,3 +156,64 @@ def test_scan_repeated_only_after_an_import(monkeypatch):
 ])
 def test_file_names_recognised(name, match):
     assert bool(threads._OPENBLAS_FILE.match(name)) is match
+
+
+# --- the decoder's choice (refdec.FastOptions, threads.OtherLoad) ------------------------------
+
+def test_other_load_takes_a_second_thread_only_when_a_core_is_free(monkeypatch):
+    from refdec.fast import threads
+
+    clock = {"t": 0.0, "busy": 0.0, "own": 0.0}
+    monkeypatch.setattr(threads.time, "perf_counter", lambda: clock["t"])
+    monkeypatch.setattr(threads, "_cpu_seconds", lambda: (clock["busy"], clock["own"]))
+    load = threads.OtherLoad()
+    load.cpus = 2
+    assert load.threads(2) == 1  # no window has passed yet
+    clock.update(t=0.2, busy=0.2, own=0.2)  # only this process ran: the other core was free
+    assert load.threads(2) == 2
+    clock.update(t=0.25, busy=0.3, own=0.25)  # a window of 0.05 s is too short to change the choice
+    assert load.threads(2) == 2
+    clock.update(t=0.45, busy=0.65, own=0.45)  # another process used a whole CPU beside ours
+    assert load.threads(2) == 1
+    assert load.threads(1) == 1
+
+
+def test_other_load_without_proc_stat_is_one_thread(monkeypatch):
+    from refdec.fast import threads
+
+    monkeypatch.setattr(threads, "_cpu_seconds", lambda: None)
+    load = threads.OtherLoad()
+    load.start = (load.start[0] - 10, None)
+    assert load.threads(4) == 1
+
+
+def test_decode_sets_and_restores_the_blas_threads(small_model, monkeypatch):
+    """The fast steps run under the counts of FastOptions and leave the pool as they found it; the
+    decoded samples are those of the literal path whatever the counts."""
+    import refdec
+    from refdec.fast import threads
+    from refdec.generators.encoder import encode_latents
+    from refdec.generators.random_model import random_latents
+
+    seen = []
+    real = threads.blas_threads
+
+    def spy(n):
+        seen.append(n)
+        return real(n)
+
+    monkeypatch.setattr(threads, "blas_threads", spy)
+    z, y = random_latents(small_model, 70, 40, seed=3)
+    stream = encode_latents(small_model, z, y, 1, 70, 40)
+    before = threads.blas_thread_count()
+    literal = refdec.decode(stream, small_model, fast=False).image
+    for options in (refdec.FastOptions(), refdec.FastOptions(blas_threads=None, synthesis_blas_threads=None),
+                    refdec.FastOptions(blas_threads=2, synthesis_blas_threads=1)):
+        seen.clear()
+        assert (refdec.decode(stream, small_model, fast=options).image == literal).all()
+        if options.blas_threads is None:
+            assert seen == []
+        else:
+            assert seen[:2] == [options.blas_threads] * 2  # the hyper synthesis, then the latent
+            assert set(seen[2:]) <= {1, options.synthesis_blas_threads} and seen[2:]  # the bands
+        assert threads.blas_thread_count() == before

@@ -13,6 +13,12 @@ class FastOptions:
     """Settings of the fast path; none of them changes a decoded sample."""
 
     band_rows: int = 32  # synthesis output rows per band: bounds the memory of large images
+    # BLAS threads (refdec/fast/threads.py) for the hyper synthesis and the latent: their many small
+    # products only wait on a second thread, most of all beside a busy core. None: leave the pool alone.
+    blas_threads: int | None = 1
+    # The most BLAS threads a synthesis band takes; more than one only while other processes leave
+    # a core free (threads.OtherLoad). None: leave the pool alone.
+    synthesis_blas_threads: int | None = 2
 
 
 @dataclass

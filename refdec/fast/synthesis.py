@@ -20,6 +20,7 @@ from ..synthesis import SAMPLE_RANGE
 from ..synthesis import synthesis as literal_synthesis
 from .conv import conv_planar, conv_winograd
 from .registry import FastOptions, accelerates
+from .threads import OtherLoad, blas_threads_or_as_is
 
 
 class _RowWindow:
@@ -115,31 +116,34 @@ def synthesis(model: Model, S0: np.ndarray, record: Recorder = NO_RECORDER, *, o
     done = [0] * len(layers)
     scratch: dict = {}  # conv_winograd's buffers, reused
     trace: dict = {}  # recorded layer outputs, channels-last int32, filled band by band
+    load = OtherLoad()
 
     for target in range(min(band_rows, out_rows), out_rows + band_rows, band_rows):
         target = min(target, out_rows)
-        need = _rows_needed(layers, heights, target)
-        for i, layer in enumerate(layers):
-            a, b = done[i], need[i]
-            if b <= a:
-                continue
-            p = layer.kernel // 2
-            src = windows[i].rows(a - p, b + p)
-            if i == len(layers) - 1:
-                conv_planar(layer, src, b - a, image[:, a:b], SAMPLE_RANGE)
-            else:
-                nxt = windows[i + 1]
-                f = 2 if layer.depth_to_space else 1
-                # Rows [f * a, f * b) of the next layer's input, written in place.
-                conv_winograd(layer, src, b - a, nxt.reserve(f * b), scratch=scratch)
-                nxt.advance(f * b)
-                if record.active:
-                    if layer.name not in trace:
-                        # int32 holds every activation exactly (clause 4.5) at half the memory of float64.
-                        trace[layer.name] = np.empty((heights[i + 1], widths[i + 1], nxt.data.shape[2]), np.int32)
-                    trace[layer.name][f * a: f * b] = nxt.interior(f * a, f * b)
-            done[i] = b
-            windows[i].keep = b - p  # rows still needed by the next band
+        limit = options.synthesis_blas_threads  # more than one thread only while a core is free
+        with blas_threads_or_as_is(None if limit is None else load.threads(limit)):
+            need = _rows_needed(layers, heights, target)
+            for i, layer in enumerate(layers):
+                a, b = done[i], need[i]
+                if b <= a:
+                    continue
+                p = layer.kernel // 2
+                src = windows[i].rows(a - p, b + p)
+                if i == len(layers) - 1:
+                    conv_planar(layer, src, b - a, image[:, a:b], SAMPLE_RANGE)
+                else:
+                    nxt = windows[i + 1]
+                    f = 2 if layer.depth_to_space else 1
+                    # Rows [f * a, f * b) of the next layer's input, written in place.
+                    conv_winograd(layer, src, b - a, nxt.reserve(f * b), scratch=scratch)
+                    nxt.advance(f * b)
+                    if record.active:
+                        if layer.name not in trace:
+                            # int32 holds every activation exactly (clause 4.5) at half the memory of float64.
+                            trace[layer.name] = np.empty((heights[i + 1], widths[i + 1], nxt.data.shape[2]), np.int32)
+                        trace[layer.name][f * a: f * b] = nxt.interior(f * a, f * b)
+                done[i] = b
+                windows[i].keep = b - p  # rows still needed by the next band
         record.progress("synthesis", target, out_rows)
     for name in list(trace):
         record.tensor(name, trace.pop(name).transpose(2, 0, 1))

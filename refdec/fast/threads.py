@@ -39,6 +39,7 @@ import os
 import re
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -168,3 +169,56 @@ def blas_threads(n: int):
     finally:
         for c, count in zip(found, previous):
             c.set(count)
+
+
+@contextmanager
+def blas_threads_or_as_is(n: int | None):
+    """blas_threads(n), or nothing at all for n = None."""
+    if n is None:
+        yield blas_thread_count()
+    else:
+        with blas_threads(n) as count:
+            yield count
+
+
+def _cpu_seconds() -> tuple[float, float] | None:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process) now, or None where
+    /proc/stat is not there (not Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + fields[4]  # idle and iowait
+    own = os.times()
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
+class OtherLoad:
+    """How much CPU other processes used since the last look, from /proc/stat less this process's
+    own CPU time: what lets the synthesis take a second BLAS thread only when a core is free.
+
+    `threads(max_threads)` returns max_threads when, over the last window of at least WINDOW_S
+    seconds, the other processes left a core free (they used at most FREE_BELOW CPUs fewer than
+    the machine has minus one), else 1; until a window has passed, and where /proc/stat is not
+    there, it returns 1."""
+
+    WINDOW_S = 0.1
+    FREE_BELOW = 0.3  # other processes' CPUs in use below which a second core counts as free
+
+    def __init__(self):
+        self.start = (time.perf_counter(), _cpu_seconds())
+        self.count = 1
+        self.cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+    def threads(self, max_threads: int) -> int:
+        t0, c0 = self.start
+        now = time.perf_counter()
+        if c0 is None or now - t0 < self.WINDOW_S:
+            return self.count
+        c1 = _cpu_seconds()
+        others = ((c1[0] - c0[0]) - (c1[1] - c0[1])) / (now - t0)  # CPUs used by other processes
+        self.start = (now, c1)
+        free = self.cpus - 1 - others
+        self.count = max_threads if max_threads > 1 and free >= 1 - self.FREE_BELOW else 1
+        return self.count
