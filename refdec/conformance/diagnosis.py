@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import constants as K
+from ..constants import WAVEFRONT_SLOPE
 from ..stages import LATENT_STAGES, POST_LATENT_STAGES, PRE_LATENT_STAGES, STAGE_CLAUSE, STAGE_ORDER
 from .hashes import stage_hash
 
@@ -91,7 +91,7 @@ def wavefront_mask(shape, valid_wavefronts: int) -> np.ndarray:
     """Clause 11.5.4: the positions (y, x) of a latent stage whose values a partial trace holds,
     x + 4 y < N, broadcast over the leading dimensions of `shape`."""
     h, w = shape[-2], shape[-1]
-    t = np.arange(w)[None, :] + K.WAVEFRONT_SLOPE * np.arange(h)[:, None]
+    t = np.arange(w)[None, :] + WAVEFRONT_SLOPE * np.arange(h)[:, None]
     return np.broadcast_to(t < valid_wavefronts, shape)
 
 
@@ -173,7 +173,7 @@ def _first_in_latent(diffs):
                 best = (key, name, None, None)
             continue
         idx = np.argwhere(d.mask)                       # C order: leading dims, y, x
-        t = idx[:, -1] + K.WAVEFRONT_SLOPE * idx[:, -2]
+        t = idx[:, -1] + WAVEFRONT_SLOPE * idx[:, -2]
         tmin = int(t.min())
         key = (tmin, order)
         if best is None or key < best[0]:

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .. import constants as K
+from .. import constants
 from ..errors import ALL_ERRORS
 from ..stages import STAGE_ORDER
 from .hashes import sha256_hex
@@ -77,8 +77,8 @@ def validate_manifest(data) -> list[str]:
     if data.get("manifest_version") != MANIFEST_VERSION:
         p.append(f"manifest.manifest_version: {data.get('manifest_version')!r}, this tool reads version "
                  f"{MANIFEST_VERSION}")
-    if data.get("bitstream_version") != K.VERSION:
-        p.append(f"manifest.bitstream_version: {data.get('bitstream_version')!r}, expected {K.VERSION}")
+    if data.get("bitstream_version") != constants.VERSION:
+        p.append(f"manifest.bitstream_version: {data.get('bitstream_version')!r}, expected {constants.VERSION}")
     need(data, "generator", dict, "manifest")
     order = need(data, "stage_order", list, "manifest")
     if order is not None and order != STAGE_ORDER:
