@@ -1,0 +1,97 @@
+"""The mutation harness (tools/mutate.py): its mutants, and a small seeded run against the quick
+subset of the committed vectors."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, TOOLS_DIR
+
+sys.path.insert(0, str(TOOLS_DIR))
+import mutate  # noqa: E402
+
+VECTORS = ROOT / "vectors"
+
+
+@pytest.fixture(scope="module")
+def enumerated():
+    return mutate.all_mutants(mutate.normative_modules())
+
+
+def test_mutants_are_deterministic_unique_and_compile(enumerated):
+    mutants, missing, _ = enumerated
+    again, _, _ = mutate.all_mutants(mutate.normative_modules())
+    assert [m.key for m in mutants] == [m.key for m in again]
+    assert len({m.key for m in mutants}) == len(mutants) > 1000
+    for m in mutants[::37]:
+        compile(m.source, f"{m.module}.py", "exec")
+    kinds = {m.kind for m in mutants}
+    assert {"operator", "comparison", "constant", "clip-deleted", "min-max", "arguments", "delete-raise",
+            "hand"} <= kinds
+
+
+def test_every_hand_fault_applies_to_this_tree(enumerated):
+    """A hand-written fault whose text is gone (the module was rewritten) must be rewritten too."""
+    _, missing, _ = enumerated
+    assert missing == []
+    assert len(mutate.HAND_FAULTS) >= 60
+
+
+def test_informative_code_is_not_mutated(enumerated):
+    mutants, _, sources = enumerated
+    for name, src in sources.items():
+        informative = []
+        for node in ast.walk(src.tree):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and mutate._is_informative(node):
+                informative.append((node.lineno, node.end_lineno))
+        for m in mutants:
+            if m.module == name and not m.hand:
+                assert not any(a <= m.line <= b for a, b in informative), m.key
+                assert m.line not in src.excluded, m.key
+
+
+def test_a_mutant_is_a_one_node_change():
+    src = mutate._Source("arith", ROOT / "refdec" / "arith.py")
+    mutants = mutate.ast_mutants(src)
+    swap = next(m for m in mutants if m.function == "floor_div" and m.kind == "operator")
+    assert swap.original == "a // b" and swap.replacement == "a * b"
+    assert swap.source.count("\n") == src.text.count("\n")  # line numbers kept
+    diff = [(a, b) for a, b in zip(src.text.splitlines(), swap.source.splitlines()) if a != b]
+    assert diff == [("    return a // b", "    return (a * b)")]
+
+
+def test_equivalence_arguments_by_key_and_pattern(tmp_path):
+    path = tmp_path / "equivalent.json"
+    path.write_text(json.dumps({"_comment": "x", "a:f:constant:1->2#1": "exact", "a:f:*": "pattern", "b:*": "other"}))
+    got = mutate.load_arguments(path, ["a:f:constant:1->2#1", "a:f:operator:x#1", "c:g:x#1"])
+    assert got == {"a:f:constant:1->2#1": "exact", "a:f:operator:x#1": "pattern"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (VECTORS / "manifest.json").is_file(), reason="vectors/ is not committed")
+def test_a_seeded_sample_against_the_quick_subset(tmp_path):
+    """A seeded sample of mutants and four hand-written faults, each decoded by refdec in a
+    subprocess against the quick subset: faults that every vector sees are killed, and the report
+    accounts for every mutant."""
+    hand = ["arith:hand:round2-ties-down", "symbols:hand:escape-side-swapped", "bitstream:hand:header-little-endian",
+            "range_decoder:hand:range-init-little-endian"]
+    out = tmp_path / "run.json"
+    cmd = [sys.executable, str(TOOLS_DIR / "mutate.py"), str(VECTORS), "--subset", "quick", "--only", *hand,
+           "--no-write", "--json", str(out), "--cache", str(tmp_path / "cache"), "-j", "2", "-q"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, cwd=ROOT)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert {k: v["status"] for k, v in doc["outcomes"].items()} == {k: "killed" for k in hand}
+    sample = [sys.executable, str(TOOLS_DIR / "mutate.py"), str(VECTORS), "--subset", "quick", "--sample", "12",
+              "--seed", "7", "--no-write", "--json", str(out), "--cache", str(tmp_path / "cache"), "-j", "2", "-q"]
+    proc = subprocess.run(sample, capture_output=True, text=True, timeout=1500, cwd=ROOT)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    total = doc["summary"]["total"]
+    assert total["killed"] + total["equivalent"] + total["open"] == len(doc["outcomes"]) == 12
+    assert all(v["status"] != "killed" or v["vector"] for v in doc["outcomes"].values())
