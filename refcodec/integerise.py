@@ -80,7 +80,8 @@ from refdec.synthesis import inverse_gain
 
 from .codec import escape_payload_bits
 from .model import LEAKY_SLOPE, FloatCodec, load_float_model
-from .train import DEFAULT_TRAIN_DIR, list_images
+from .options import DEFAULT_TRAIN_DIR
+from .train import list_images
 
 PROFILE_WEIGHT_BITS = {"W16A16": 16, "W8A16": 8}
 # Calibration images per profile. W16A16 searched on 8 images lost +0.07% BD-rate (ideal code

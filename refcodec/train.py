@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 
 from .model import NUM_RATES, FloatCodec
+from .options import DEFAULT_TRAIN_DIR
 
 # MSE in 8-bit units is multiplied by LAMBDAS[r] * 255^2 (CompressAI's convention). Geometric,
 # ratio 2.87: the bit rate of this model grows only as about lambda^(1/3), so the lowest point needs
@@ -40,7 +41,6 @@ from .model import NUM_RATES, FloatCodec
 LAMBDAS = (0.00025, 0.00072, 0.00205, 0.0059, 0.0168, 0.0483)
 assert len(LAMBDAS) == NUM_RATES
 
-DEFAULT_TRAIN_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train"
 
 
 def list_images(folder: Path):
