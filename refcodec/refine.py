@@ -8,10 +8,8 @@ neural image compression"). The quantisation surrogate is stochastic Gumbel anne
 2020, "Improving inference for neural image compression", SGA): each latent is a random soft
 choice between its floor and its ceiling, the nearer one the likelier, sharpened as the temperature
 falls linearly from TEMPERATURE_START to 0, so that the synthesis, the context model and the
-likelihood all see (nearly) the integers that will be coded. Plain rounding with a straight-through
-gradient, or the training's uniform noise, were measured to drift to higher rates instead (kodim05,
-256x256 centre crop, rate point 3, 100 steps: SUA with tau from 0.5 raises the cost by 9%, STE
-lowers it by 5% at best; SGA by 12%).
+likelihood all see (nearly) the integers that will be coded. (Plain rounding with a straight-through
+gradient, or the training's uniform noise, drift to higher rates instead: results/design-history.md.)
 
 The cost that decides is the discrete one: the float model's ideal code length of the rounded
 latents plus lambda times their squared error, evaluated at the start and every ``check_every``
