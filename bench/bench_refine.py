@@ -30,9 +30,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from refcodec.ceiling import experiment_images  # noqa: E402
-from refcodec.evaluate import DEFAULT_KODAK, anchor_sweep, curve_bd_rate  # noqa: E402
+from refcodec.experiment import anchor_sweep, curve_bd_rate, experiment_images  # noqa: E402
 from refcodec.model import NUM_RATES, load_float_model  # noqa: E402
+from refcodec.options import DEFAULT_KODAK  # noqa: E402
 from refcodec.refine import DEFAULT_LR, _curve, _point, refine_latents  # noqa: E402
 
 ANCHOR = "WebP"

@@ -3,7 +3,7 @@
 Three reconstructions of each Kodak image (or of its centre crop) at every rate point:
 
 * ``rounded``: the model as it codes, synthesis of the rounded latents y_hat (with the ideal code
-  length of y_hat and z_hat, as in refcodec.evaluate);
+  length of y_hat and z_hat, as the evaluation measures it: refcodec.experiment.float_point);
 * ``continuous``: synthesis of the analysis output before rounding, y * gain * inverse gain: the
   rate point without quantisation. Its gain over ``rounded`` is what quantisation costs there. It
   levels off towards the highest rate point, and a still higher one (a larger gain, finer
@@ -23,53 +23,16 @@ refcodec.evaluate adds the table to the results page when the JSON file is next 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .codec import image_tensor, load_rgb, psnr
-from .evaluate import DEFAULT_KODAK, eight_bit, float_point
+from .codec import image_tensor, psnr
+from .experiment import eight_bit, experiment_images, float_point, write_experiment
 from .model import NUM_RATES, FloatCodec, checkpoint_record, load_float_model
-
-
-def centre_crop(img: np.ndarray, crop: int) -> np.ndarray:
-    """The central crop x crop window (the whole image when crop is 0 or larger than it)."""
-    h, w, _ = img.shape
-    if crop <= 0 or crop >= min(h, w):
-        return img
-    top, left = (h - crop) // 2, (w - crop) // 2
-    return np.ascontiguousarray(img[top: top + crop, left: left + crop])
-
-
-def kodak_images(folder: Path, count: int, crop: int) -> dict:
-    """{file name: (H, W, 3) uint8 centre crop} of the first count PNG images of the folder, sorted
-    by name (used by this module and refcodec.refine); empty when there are none."""
-    return {p.name: centre_crop(load_rgb(p), crop) for p in sorted(folder.glob("*.png"))[:count]}
-
-
-def experiment_images(ap, args) -> dict:
-    """kodak_images for an experiment's command line (--kodak, --images, --crop; this module's,
-    refcodec.refine's, refcodec.crossdevice's and bench/bench_refine.py's): a usage error for
-    --images below 1 or a --crop that is not 0 or a multiple of 64; empty, after an error message,
-    when the folder has no PNG images."""
-    if args.images < 1:
-        ap.error(f"--images must be at least 1, got {args.images}")
-    if args.crop < 0 or args.crop % 64:
-        ap.error(f"--crop must be 0 or a positive multiple of 64, got {args.crop}")
-    images = kodak_images(args.kodak, args.images, args.crop)
-    if not images:
-        print(f"error: no PNG images in {args.kodak}", file=sys.stderr)
-    return images
-
-
-def write_experiment(doc: dict, out: Path, report_lines) -> None:
-    """An experiment's JSON file, and its results page section (report_lines(doc, file name)) on stdout."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1) + "\n")
-    print("\n".join(report_lines(doc, out.name)))
+from .options import DEFAULT_KODAK
 
 
 def _pixels(model: FloatCodec, synthesis_input: torch.Tensor, size) -> np.ndarray:

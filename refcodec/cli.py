@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from .options import DEFAULT_CHECKPOINT, DEFAULT_MODEL, non_negative
+
 # refdec installs without the extras, so this command can be on PATH without PyTorch. Each
 # subcommand's third-party modules and the extra of pyproject.toml that installs them: a missing
 # one is one line naming the extra and exit 2, before any work (not an import traceback).
@@ -26,9 +28,6 @@ NEEDS = {"encode": ("torch",), "decode": ("torch",), "train": ("torch",), "integ
 EXTRA_OF = {"torch": "torch", "tqdm": "torch", "scipy": "eval", "matplotlib": "eval"}
 INSTALL = {"torch": 'pip install "refdec[torch]" (PyTorch only as torch==2.13.0, which the extra pins)',
            "eval": 'pip install "refdec[eval]"'}
-
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "float.pt"
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "refdec" / "models" / "refdec-test-w16a16.npz"
 
 
 def _encode(args) -> int:
@@ -42,7 +41,13 @@ def _encode(args) -> int:
     if not 0 <= args.rate < model.num_rates:
         raise ValueError(f"--rate {args.rate}: {args.model.name} has rate points 0 to {model.num_rates - 1}")
     t0 = time.time()
-    enc = encode_image(float_model, model, load_rgb(args.input), args.rate, args.device, args.refine)
+    img = load_rgb(args.input)
+    latents = None
+    if args.refine:  # imported only with --refine: refcodec.refine needs scipy (the eval extra) too
+        from .refine import refine_latents
+
+        latents = refine_latents(float_model, img, args.rate, args.refine)[:2]
+    enc = encode_image(float_model, model, img, args.rate, args.device, latents)
     args.output.write_bytes(enc.stream)
     refined = f", latents refined by {args.refine} steps" if args.refine else ""
     print(f"{args.input} -> {args.output}: {len(enc.stream)} bytes, {enc.bits_per_pixel:.4f} bpp, "
@@ -60,17 +65,6 @@ def _decode(args) -> int:
     image = decode_torch(args.input.read_bytes(), load_model(args.model), args.device)
     Image.fromarray(image.transpose(1, 2, 0)).save(args.output, format="PNG")
     return 0
-
-
-def non_negative(text: str) -> int:
-    """argparse type of a count that may be 0 (--refine STEPS of refcodec encode and evaluate)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
 
 
 def _installed(module: str) -> bool:

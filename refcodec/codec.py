@@ -5,6 +5,10 @@ gain of the rate point -> y_hat, z_hat (rounded) -> integer entropy model comput
 in torch (refcodec.int_decoder, independent of refdec's decoding code) -> range
 coding (refdec's informative range encoder and header writer, which the issue
 allows us to reuse) -> bitstream of spec clause 6.
+
+The encoder codes the analysis output, or any latents its caller chose instead
+(encode_image's latents, encode_latents): refcodec.refine refines them and hands
+them here, so that this module needs nothing from the refinement or the experiments.
 """
 
 from __future__ import annotations
@@ -149,15 +153,12 @@ class Encoded:
 
 
 def encode_image(float_model: FloatCodec, model: Model, img: np.ndarray, rate: int, device="cpu",
-                 refine_steps: int = 0) -> Encoded:
-    """The bitstream of an (H, W, 3) uint8 image; with refine_steps, of latents refined for the
-    rate-distortion cost by that many steps (refcodec.refine; much slower, never a worse cost)."""
+                 latents=None) -> Encoded:
+    """The bitstream of an (H, W, 3) uint8 image: of its analysis output (analyse), or of given
+    latents = (z_hat, y_hat) of the image, such as refcodec.refine.refine_latents' (the caller
+    refines: this module does not import refcodec.refine)."""
     h, w, _ = img.shape
-    if refine_steps:
-        from .refine import refine_latents
-        z_hat, y_hat, _ = refine_latents(float_model, img, rate, refine_steps)
-    else:
-        z_hat, y_hat = analyse(float_model, img, rate)
+    z_hat, y_hat = analyse(float_model, img, rate) if latents is None else latents
     return encode_latents(model, z_hat, y_hat, w, h, rate, device)
 
 

@@ -34,10 +34,10 @@ from refdec.latent import wavefronts
 from refdec.range_decoder import RangeDecoder
 from refdec.generators.range_encoder import RangeEncoder
 
-from .ceiling import experiment_images
 from .codec import analyse
-from .evaluate import DEFAULT_KODAK
+from .experiment import experiment_images
 from .model import NUM_RATES, FloatCodec, checkpoint_record, linearised_softmax, load_float_model, normal_cdf, scale_from_index, split_mixture
+from .options import DEFAULT_KODAK
 
 HALF_WINDOW = 16  # window of +-16 around the rounded mixture mean, plus an escape-free clamp
 PROB_ONE = 1 << 16

@@ -34,32 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PROG = "decode_cli"
 
 
-class _Models:
-    """Model files found by model id (clause 6.2 check 6); parsed (clause 9.4) only when asked for."""
-
-    def __init__(self, paths):
-        from refdec.model_file import model_id_of
-
-        self.paths = {}
-        for p in paths:
-            p = Path(p)
-            files = sorted(p.glob("*.npz")) if p.is_dir() else [p]
-            for f in files:
-                if f.is_file():
-                    self.paths.setdefault(model_id_of(f.read_bytes()), f)
-        self.loaded = {}
-
-    def get(self, model_id: bytes):
-        from refdec.errors import UnknownModel
-        from refdec.model_file import load_model
-
-        if model_id not in self.loaded:
-            if model_id not in self.paths:
-                raise UnknownModel(f"no model file with id {model_id.hex()}", offset=11)
-            self.loaded[model_id] = load_model(self.paths[model_id])
-        return self.loaded[model_id]
-
-
 def _model_paths(args) -> list:
     if args.model:
         return args.model
@@ -137,14 +111,13 @@ def _partial(sink: dict) -> dict:
 
 
 def _write_image(image: np.ndarray, path: Path) -> None:
-    """Write to a temporary name first, so that a failure never leaves an output behind."""
-    tmp = path.with_name(path.name + ".part")
-    if path.suffix.lower() == ".rgb":
-        tmp.write_bytes(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
-    else:
-        from PIL import Image
+    """Write to a temporary name first, so that a failure never leaves an output behind; the bytes
+    are refdec's (one PNG writer, one raw writer: refdec.conformance)."""
+    from refdec.conformance.hashes import sample_bytes
+    from refdec.conformance.images import png_bytes
 
-        Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0), dtype=np.uint8)).save(tmp, format="PNG")
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(sample_bytes(image) if path.suffix.lower() == ".rgb" else png_bytes(image))
     os.replace(tmp, path)
 
 
@@ -165,6 +138,7 @@ def main(argv=None) -> int:
     perturb_trace = _parse_perturb(args.perturb_trace)
 
     from refdec.bitstream import parse_header
+    from refdec.model_file import ModelStore
     from refdec.errors import RateIndexOutOfRange, RefdecError
 
     sink: dict = {}
@@ -176,7 +150,7 @@ def main(argv=None) -> int:
             return 2
         # Clause 6.2 checks 1 to 7 before torch is imported (fast rejection of bad headers).
         header = parse_header(stream)
-        model = _Models(_model_paths(args)).get(header.model_id)
+        model = ModelStore(_model_paths(args)).get(header.model_id)  # refdec's: bounded hashing, id checked
         if header.rate_index >= model.num_rates:
             raise RateIndexOutOfRange(f"rate index {header.rate_index} not below {model.num_rates}", offset=10)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import math
 import sys
@@ -29,90 +28,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from refdec.bitstream import HEADER_SIZE
 from refdec.decoder import decode
 from refdec.model_file import load_model
 
-from .bdrate import bd_rate
-from .cli import non_negative
+from . import ceiling, refine
 from .codec import analyse, decode_torch, encode_latents, encoder_reconstruction, load_rgb, psnr
-from .model import FloatCodec, load_float_model, mixture_likelihood
+from .experiment import ANCHORS, anchor_point, curve_bd_rate, float_point, mean_curve
+from .model import load_float_model
+from .options import DEFAULT_KODAK, non_negative
+from .refine import refine_latents
 from .train import LAMBDAS
-
-DEFAULT_KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
-ANCHORS = {
-    "JPEG 4:2:0": ("JPEG", {"subsampling": 2}, [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]),
-    "JPEG 4:4:4": ("JPEG", {"subsampling": 0}, [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]),
-    # The lowest WebP and AVIF qualities reach down to the PSNR range of the test model (WebP at
-    # quality 5 is already above 28 dB on Kodak), so that the BD-rates against them are defined.
-    "WebP": ("WEBP", {"method": 6}, [0, 1, 2, 3, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]),
-    "AVIF 4:4:4 speed 4": ("AVIF", {"speed": 4, "subsampling": "4:4:4"}, [0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90]),
-}
-
-
-@torch.no_grad()
-def float_latent_cost(model: FloatCodec, z_hat: np.ndarray, y_hat: np.ndarray, rate: int, size):
-    """The float model on rounded latents: the ideal code lengths (bits, 0-d tensors) of y_hat under
-    its mixture and of z_hat under its factorised density, and its 8-bit reconstruction cropped to
-    size (H, W), as an (H, W, 3) array. Computed in the dtype of the model's parameters."""
-    dtype = next(model.parameters()).dtype
-    y = torch.from_numpy(y_hat)[None].to(dtype)
-    z = torch.from_numpy(z_hat)[None].to(dtype)
-    y_bits = -torch.log2(mixture_likelihood(y, model.entropy_parameters(y, z)).clamp_min(1e-12)).sum()
-    z_bits = -torch.log2(model.z_density.likelihood(z).clamp_min(1e-12)).sum()
-    return y_bits, z_bits, eight_bit(model.decode_pixels(y, torch.tensor([rate]))[0], size)
-
-
-def eight_bit(x_hat: torch.Tensor, size) -> np.ndarray:
-    """A (3, H', W') synthesis output in 8-bit units as the (H, W, 3) image of size (H, W):
-    rounded, clamped to 0..255 and cropped, as the integer decoder outputs it."""
-    h, w = size
-    return torch.clamp(torch.round(x_hat), 0, 255)[:, :h, :w].permute(1, 2, 0).numpy()
-
-
-def float_point(model: FloatCodec, img: np.ndarray, rate: int, latents=None):
-    """(bpp, psnr) of the float model: ideal code length of the rounded latents (by default the
-    analysis output's; or latents = (z_hat, y_hat)), 8-bit output."""
-    z_hat, y_hat = analyse(model, img, rate) if latents is None else latents
-    h, w, _ = img.shape
-    y_bits, z_bits, rec = float_latent_cost(model, z_hat, y_hat, rate, (h, w))
-    return float(y_bits + z_bits) / (h * w), psnr(rec, img)
-
-
-def anchor_point(img: np.ndarray, fmt: str, options: dict, quality: int):
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format=fmt, quality=quality, **options)
-    data = buf.getvalue()
-    with Image.open(io.BytesIO(data)) as im:
-        rec = np.asarray(im.convert("RGB"))
-    return 8 * len(data) / (img.shape[0] * img.shape[1]), psnr(rec, img)
-
-
-def anchor_sweep(img: np.ndarray, codec: str) -> dict:
-    """{quality: {"bpp", "psnr"}} of one of ANCHORS over its quality sweep, for one image."""
-    fmt, options, qualities = ANCHORS[codec]
-    return {q: dict(zip(("bpp", "psnr"), anchor_point(img, fmt, options, q))) for q in qualities}
-
-
-def mean_curve(points):
-    """Average bpp and PSNR over images for each setting (the usual Kodak convention)."""
-    by_setting = {}
-    for p in points:
-        by_setting.setdefault(p["setting"], []).append(p)
-    curve = []
-    for setting, ps in sorted(by_setting.items()):
-        curve.append({"setting": setting, "bpp": float(np.mean([p["bpp"] for p in ps])),
-                      "psnr": float(np.mean([p["psnr"] for p in ps])), "n": len(ps)})
-    return sorted(curve, key=lambda c: c["bpp"])
-
-
-def curve_bd_rate(anchor: list, test: list) -> float:
-    """BD-rate (percent) of one curve of mean_curve's form against another."""
-    return bd_rate([c["bpp"] for c in anchor], [c["psnr"] for c in anchor],
-                   [c["bpp"] for c in test], [c["psnr"] for c in test])
-
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="refcodec evaluate", description=__doc__.splitlines()[0])
@@ -158,10 +85,7 @@ def main(argv=None):
     # Results are keyed by what made them: the checkpoint's and the model files' hashes, and the
     # refinement's step count. Entries of other checkpoints, models or refinements are dropped (the
     # anchors do not depend on them and stay).
-    refined = ""
-    if args.refine:
-        from .refine import refine_latents  # here: refine imports this module
-        refined = f"+refine@{args.refine}"
+    refined = f"+refine@{args.refine}" if args.refine else ""
     labels = {"float": f"float@{hashlib.sha256(args.checkpoint.read_bytes()).hexdigest()[:16]}{refined}"}
     labels.update({m.header["profile"]: f"{m.header['profile']}@{m.model_id.hex()}{refined}" for m in int_models})
     int_labels = {labels[m.header["profile"]] for m in int_models}
@@ -362,9 +286,7 @@ def write_report(cache, requested, rates, int_models, args, labels):
         lines.append("")
     if refined:
         lines += refined_lines(refined, cache, labels["float"], files, rates)
-    # The informative experiments, where their JSON files are next to kodak.json (imported here:
-    # those modules import this one).
-    from . import ceiling, refine
+    # The informative experiments, where their JSON files are next to kodak.json.
     for name, experiment in (("ceiling.json", ceiling), ("refine.json", refine)):
         if (args.out / name).is_file():
             lines += experiment.report_lines(json.loads((args.out / name).read_text()), name)

@@ -25,26 +25,14 @@ No retraining. For every decoder-side layer:
   the float model's input patches on the calibration images, so that the
   layer's output error on those inputs is small rather than each weight's
   error. Per output channel the exponent is the one that holds the peak weight
-  or one more, whichever gives the smaller output error. On held-out training
-  images (tools/compare_integerisation.py, step-56000 model, 4 images x 6
-  rates) W8A16 lost 0.049 dB of synthesis PSNR against W16A16 with plain
-  rounding, 0.041 dB with bias correction and 0.011 dB with compensation; the
-  y code length +0.19%, +0.12% and +0.04%. For 16-bit weights the gain is
-  small: on 6 held-out images x 6 rates (crop 384, step-72000 model) W16A16 with
-  plain rounding is 0.002 dB of PSNR and +0.066% of y code length from the float
-  model; bias correction recovers 0.001 dB of it, error compensation 0.001 dB
-  and 0.002% of the code length.
+  or one more, whichever gives the smaller output error. It helps 8-bit weights
+  most; for 16-bit weights the gain is small (tools/compare_integerisation.py
+  measures the rounding methods on held-out training images).
 * the rounding inside the bit-width search (--search-rounding): W16A16 searches
   with plain rounding and then rounds with compensation at the widths found;
-  W8A16 searches with compensation. Searching W16A16 with compensation picked
-  coarser activations (synthesis_input 9 bits instead of 13) that lost 0.001 dB
-  on the held-out images and came to +0.30% BD-rate (ideal code lengths) on
-  Kodak against the float model, where the plain-search widths with
-  compensation came to +0.19% and plain rounding to +0.23% (step-72000 model):
-  with 4 calibration images the search's optimum is within its noise, and
-  with 16-bit weights plain rounding is close enough to the final rounding.
-  Searched on 8 calibration images instead (the W16A16 default), the same
-  procedure came to +0.07%.
+  W8A16 searches with compensation. With 16-bit weights plain rounding is
+  close enough to the final rounding, and a search with compensation picked
+  coarser activations that came out worse on Kodak.
 * bias correction (Nagel et al., "Data-free quantization through weight
   equalization and bias correction", 2019, with calibration means), what
   remains of the above when only the bias compensates, is an option (--bias-correction):
@@ -53,6 +41,9 @@ No retraining. For every decoder-side layer:
 
     python -m refcodec.integerise --checkpoint models/float.pt --profile W16A16 \
         --out refdec/models/refdec-test-w16a16.npz
+
+The measurements behind these choices (rounding methods, search rounding, calibration images) are
+in results/design-history.md.
 """
 
 from __future__ import annotations
@@ -80,12 +71,12 @@ from refdec.synthesis import inverse_gain
 
 from .codec import escape_payload_bits
 from .model import LEAKY_SLOPE, FloatCodec, load_float_model
-from .train import DEFAULT_TRAIN_DIR, list_images
+from .options import DEFAULT_TRAIN_DIR
+from .train import list_images
 
 PROFILE_WEIGHT_BITS = {"W16A16": 16, "W8A16": 8}
-# Calibration images per profile. W16A16 searched on 8 images lost +0.07% BD-rate (ideal code
-# lengths) to the float model on Kodak, on 4 images +0.19% (step-72000 model; 9 min on two cores
-# with 8 images, where both profiles with 4 took 5 min side by side); W8A16 is measured with 4 only.
+# Calibration images per profile: W16A16 loses less to the float model with 8 than with 4, at about
+# twice the time; W8A16 was measured with 4 only (results/design-history.md).
 DEFAULT_CALIBRATION_IMAGES = {"W16A16": 8, "W8A16": 4}
 OUTPUT_EXPONENTS = {"logits": 8, "means": MEAN_FRAC_BITS, "scales": 4}
 BIT_CANDIDATES = (8, 9, 10, 11, 12, 13, 14, 15)
@@ -558,7 +549,7 @@ SEARCH_ROUNDINGS = ("plain", "compensated")
 def default_search_rounding(profile: str) -> str:
     """The weight rounding that the bit-width search runs with, by default: plain rounding for
     16-bit weights (its widths, rounded with compensation afterwards, measured better on Kodak than
-    a search with compensation; see the module docstring), compensation for 8-bit weights (the
+    a search with compensation: results/design-history.md), compensation for 8-bit weights (the
     W8A16 procedure as measured; plain-rounding search not measured for it)."""
     return "plain" if PROFILE_WEIGHT_BITS[profile] > 8 else "compensated"
 

@@ -8,15 +8,17 @@ neural image compression"). The quantisation surrogate is stochastic Gumbel anne
 2020, "Improving inference for neural image compression", SGA): each latent is a random soft
 choice between its floor and its ceiling, the nearer one the likelier, sharpened as the temperature
 falls linearly from TEMPERATURE_START to 0, so that the synthesis, the context model and the
-likelihood all see (nearly) the integers that will be coded. Plain rounding with a straight-through
-gradient, or the training's uniform noise, were measured to drift to higher rates instead (kodim05,
-256x256 centre crop, rate point 3, 100 steps: SUA with tau from 0.5 raises the cost by 9%, STE
-lowers it by 5% at best; SGA by 12%).
+likelihood all see (nearly) the integers that will be coded. (Plain rounding with a straight-through
+gradient, or the training's uniform noise, drift to higher rates instead: results/design-history.md.)
 
 The cost that decides is the discrete one: the float model's ideal code length of the rounded
 latents plus lambda times their squared error, evaluated at the start and every ``check_every``
 steps. The latents with the lowest discrete cost are returned, so refinement never returns latents
 worse than the analysis's by that measure. The model's parameters are not changed.
+
+The encoder (refcodec.codec) codes whatever latents it is given and does not import this module:
+``refcodec encode --refine`` and ``refcodec evaluate --refine`` refine here and hand the latents on.
+The rest of the module is the refinement's measurement:
 
     python -m refcodec.refine --checkpoint models/float.pt --images 4 --crop 0 --steps 100 --out results/refine.json
 
@@ -35,14 +37,12 @@ import numpy as np
 import torch
 
 from refdec.decoder import decode
+from refdec.model_file import ModelStore, load_model
 
-from refdec.model_file import ModelStore
-from refdec.model_file import load_model
-
-from .ceiling import experiment_images, write_experiment
 from .codec import analyse, analysis_latents, encode_latents, encoder_reconstruction, image_tensor, psnr, round_latents
-from .evaluate import DEFAULT_KODAK, anchor_sweep, curve_bd_rate, float_latent_cost
+from .experiment import anchor_sweep, curve_bd_rate, experiment_images, float_latent_cost, write_experiment
 from .model import NUM_RATES, FloatCodec, checkpoint_record, load_float_model, mixture_likelihood
+from .options import DEFAULT_KODAK, DEFAULT_MODEL
 from .train import LAMBDAS
 
 TEMPERATURE_START = 0.5
@@ -64,7 +64,7 @@ def soft_round_sga(v: torch.Tensor, temperature: float) -> torch.Tensor:
 
 def _discrete_cost(model: FloatCodec, img: np.ndarray, y: torch.Tensor, z: torch.Tensor, rate: int):
     """(cost, bits, mse) of the rounded latents, as the evaluation measures the float model
-    (refcodec.evaluate.float_latent_cost): ideal code length in bits, mean squared error of the
+    (refcodec.experiment.float_latent_cost): ideal code length in bits, mean squared error of the
     8-bit reconstruction over the image's own pixels (not the padding)."""
     h, w, _ = img.shape
     y_bits, z_bits, rec = float_latent_cost(model, *round_latents(y, z), rate, (h, w))
@@ -126,7 +126,7 @@ def refine_latents(model: FloatCodec, img: np.ndarray, rate: int, steps: int = D
 
 
 def _curve(points):
-    """Mean bpp and PSNR per setting over images, as refcodec.evaluate.mean_curve."""
+    """Mean bpp and PSNR per setting over images, as refcodec.experiment.mean_curve."""
     return [{"setting": k, "bpp": float(np.mean([p[k]["bpp"] for p in points])),
              "psnr": float(np.mean([p[k]["psnr"] for p in points]))} for k in sorted(points[0])]
 
@@ -135,7 +135,7 @@ def _point(bits: float, mse: float, num_pixels: int) -> dict:
     return {"bpp": bits / num_pixels, "psnr": float(10 * np.log10(255.0**2 / mse))}
 
 
-ANCHOR_CODECS = ("WebP", "AVIF 4:4:4 speed 4")  # as in refcodec.evaluate.ANCHORS
+ANCHOR_CODECS = ("WebP", "AVIF 4:4:4 speed 4")  # as in refcodec.experiment.ANCHORS
 CURVES = ("float plain", "float refined", "integer plain", "integer refined", "integer refined stream") + ANCHOR_CODECS
 BD_RATES = {  # name: (anchor curve, test curve)
     "refined vs plain (float model)": ("float plain", "float refined"),
@@ -230,7 +230,6 @@ def report_lines(doc: dict, file_name: str = "refine.json") -> list[str]:
 
 
 def main(argv=None):
-    from .cli import DEFAULT_MODEL
     ap = argparse.ArgumentParser(prog="refcodec refine", description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", type=Path, required=True)
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="integer model file (default W16A16)")

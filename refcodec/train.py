@@ -31,16 +31,15 @@ import torch
 from PIL import Image
 
 from .model import NUM_RATES, FloatCodec
+from .options import DEFAULT_TRAIN_DIR
 
 # MSE in 8-bit units is multiplied by LAMBDAS[r] * 255^2 (CompressAI's convention). Geometric,
 # ratio 2.87: the bit rate of this model grows only as about lambda^(1/3), so the lowest point needs
-# a small lambda to come down to about 0.1 bpp on Kodak. Until step 58,600 the test model trained
-# with (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483) (0.20 to 0.54 bpp); its gain vectors were
-# then moved to these by interpolation in log lambda (tools/relambda.py).
+# a small lambda to come down to about 0.1 bpp on Kodak (the earlier lambdas of the test model:
+# results/design-history.md).
 LAMBDAS = (0.00025, 0.00072, 0.00205, 0.0059, 0.0168, 0.0483)
 assert len(LAMBDAS) == NUM_RATES
 
-DEFAULT_TRAIN_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train"
 
 
 def list_images(folder: Path):

@@ -35,6 +35,7 @@ from .conformance.runner import CheckUsageError, add_arguments, positive_int, ru
 from .conformance.hashes import sample_bytes
 from .conformance.images import png_bytes
 from .conformance.manifest import ManifestError
+from .conformance.progress import TerminalProgress
 from .conformance.traces import write_trace
 from .fast import FastOptions
 from .stages import PARTIAL_TRACE_FILE, NullRecorder, Recorder
@@ -93,31 +94,6 @@ def _os_error_message(exc: OSError) -> str:
 
 # --- decode -------------------------------------------------------------------------------
 
-class _TerminalProgress:
-    """Progress of a long decode on stderr, when stderr is a terminal: one line, redrawn at most
-    five times a second (no cost to the decode beyond a clock read per wavefront or band)."""
-
-    UNITS = {"latent": "wavefronts", "synthesis": "output rows"}
-
-    def __init__(self):
-        self.last = 0.0
-        self.shown = False
-
-    def __call__(self, step, done, total):
-        now = time.monotonic()
-        if now - self.last < 0.2 and done < total:
-            return
-        self.last = now
-        sys.stderr.write(f"\r{PROG}: {step} {done}/{total} {self.UNITS.get(step, '')}\033[K")
-        sys.stderr.flush()
-        self.shown = True
-
-    def clear(self):
-        if self.shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-
-
 def _output_format(args) -> str:
     """'raw' with --raw or a .rgb name; 'png' for a .png name, no suffix or stdout; any other suffix
     (say .jpg) is a usage error rather than PNG bytes under a misleading name."""
@@ -135,7 +111,7 @@ def _cmd_decode(args) -> int:
     out_format = _output_format(args)
     stream = _read_input(args.input)
     store = _model_store(args.model)
-    progress = _TerminalProgress() if sys.stderr.isatty() and not args.quiet else None
+    progress = TerminalProgress(sys.stderr, f"{PROG}: ") if sys.stderr.isatty() and not args.quiet else None
     record = Recorder(on_progress=progress) if args.trace_dir is not None else NullRecorder(on_progress=progress)
     fast = False if args.literal else FastOptions(band_rows=args.band_rows)
     start = time.perf_counter()

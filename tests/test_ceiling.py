@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from refcodec import ceiling  # noqa: E402
-from refcodec.evaluate import float_point  # noqa: E402
+from refcodec.experiment import centre_crop, float_point  # noqa: E402
 from refcodec.model import NUM_RATES, load_float_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +24,8 @@ def _image(h=128, w=192):
 
 def test_centre_crop():
     img = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
-    assert np.array_equal(ceiling.centre_crop(img, 4), img[1:5, 2:6])
-    assert ceiling.centre_crop(img, 0) is img and ceiling.centre_crop(img, 6) is img
+    assert np.array_equal(centre_crop(img, 4), img[1:5, 2:6])
+    assert centre_crop(img, 0) is img and centre_crop(img, 6) is img
 
 
 @pytest.mark.slow

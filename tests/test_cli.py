@@ -432,3 +432,31 @@ def test_progress_is_shown_on_a_terminal_only(env, tmp_path):
     redirected = subprocess.run(cmd, capture_output=True, text=True, env=env_vars, timeout=120)
     assert redirected.returncode == 0 and "wavefronts" not in redirected.stderr
     assert len(redirected.stderr.splitlines()) == 1
+
+
+def test_check_shows_the_progress_of_a_decode_on_a_terminal(tmp_path):
+    """refdec check, refdec checking itself in-process: on a terminal the decode's progress line
+    appears and is cleared before the vector's result line."""
+    import pty
+
+    cmd = [sys.executable, "-m", "refdec", "check", str(ROOT / "vectors"), "--subset",
+           "refdec-test-w16a16.hyper-2x2-128x128", "--evidence-dir", str(tmp_path / "ev")]
+    master, slave = pty.openpty()
+    proc = subprocess.run(cmd, stdout=slave, stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          timeout=300)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    text = seen.decode()
+    assert proc.returncode == 0, text
+    assert "decoding refdec-test-w16a16.hyper-2x2-128x128: latent" in text, text
+    result = next(line for line in text.splitlines() if "PASS" in line or "pass" in line)
+    assert result.split("\x1b[K")[-1].lstrip("\r").startswith("[1/1]"), result

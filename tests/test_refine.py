@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from refcodec import refine  # noqa: E402
 from refcodec.codec import analyse, decode_torch, encode_image, encoder_reconstruction  # noqa: E402
-from refcodec.evaluate import float_point  # noqa: E402
+from refcodec.experiment import float_point  # noqa: E402
 from refcodec.model import NUM_RATES, load_float_model  # noqa: E402
 from refdec.decoder import decode  # noqa: E402
 from refdec.model_file import ModelStore
@@ -76,7 +76,7 @@ def test_refinement_lowers_the_cost_deterministically_and_leaves_the_model_alone
 
 
 def float_point_of(model, img, rate, z_hat, y_hat):
-    from refcodec.evaluate import float_latent_cost
+    from refcodec.experiment import float_latent_cost
     h, w, _ = img.shape
     y_bits, z_bits, rec = float_latent_cost(model, z_hat, y_hat, rate, (h, w))
     return float(y_bits + z_bits) / (h * w), rec
@@ -86,7 +86,8 @@ def float_point_of(model, img, rate, z_hat, y_hat):
 def test_refined_stream_decodes_identically_everywhere(model):
     int_model = load_model(W16A16)
     img = _image(70, 100)  # padded: the refinement's distortion counts only the image's pixels
-    enc = encode_image(model, int_model, img, NUM_RATES - 1, refine_steps=10)
+    enc = encode_image(model, int_model, img, NUM_RATES - 1,
+                       latents=refine.refine_latents(model, img, NUM_RATES - 1, 10)[:2])
     plain = encode_image(model, int_model, img, NUM_RATES - 1)
     assert not np.array_equal(enc.y_hat, plain.y_hat)
     image = decode(enc.stream, ModelStore.default()).image

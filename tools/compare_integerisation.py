@@ -28,9 +28,10 @@ from refdec.model_file import parse_model  # noqa: E402
 
 from refcodec import integerise as integ  # noqa: E402
 from refcodec.codec import psnr  # noqa: E402
-from refcodec.evaluate import float_latent_cost  # noqa: E402
+from refcodec.experiment import float_latent_cost  # noqa: E402
 from refcodec.model import load_float_model  # noqa: E402
-from refcodec.train import DEFAULT_TRAIN_DIR, list_images  # noqa: E402
+from refcodec.options import DEFAULT_TRAIN_DIR  # noqa: E402
+from refcodec.train import list_images  # noqa: E402
 
 MODELS = ROOT / "refdec" / "models"
 VARIANTS = {

@@ -43,12 +43,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..stages import LATENT_STAGES, STAGE_ORDER
+from ..stages import LATENT_STAGES, STAGE_ORDER, Recorder
 from .diagnosis import compare_samples, describe_samples, diagnose_hashes, hash_diagnosis
 from .hashes import sample_hash, sha256_hex
 from .images import OutputError, difference_image, png_bytes, read_output, read_png
 from .manifest import Manifest, ManifestError, file_sha256, folder_changes, load_manifest, snapshot_folder, verify_files
 from .processes import DRAIN_SECONDS, kill_all, run_command, signal_name
+from .progress import TerminalProgress
 from .reports import Result, json_report, junit_report, result_text, summary, summary_lines
 from .traces import TraceError, scan_trace, stage_file_hash, write_trace
 from ..decoder import decode
@@ -316,6 +317,7 @@ class Checker:
         self.words = parse_decoder_template(options.decoder) if options.decoder else None
         self.uses_trace = self.words is not None and "{trace}" in "\0".join(self.words)
         self.inputs = inputs
+        self.progress: TerminalProgress | None = None  # shown while refdec decodes in this process
 
     def prepare(self, vectors) -> None:
         prepare(self.manifest, vectors)
@@ -409,7 +411,10 @@ class Checker:
         stream = self.manifest.file(vec["bitstream"]["file"]).read_bytes()
         expected = vec.get("expected_error")
         try:
-            decoded = decode(stream, self._store(vec), trace=True)
+            if self.progress is not None:
+                self.progress.prefix = f"  decoding {vec['id']}: "
+            decoded = decode(stream, self._store(vec), trace=True,
+                             record=Recorder(on_progress=self.progress) if self.progress is not None else None)
         except RefdecError as exc:
             if vec["kind"] == "invalid":
                 cls = "expected" if exc.name == expected else "other"
@@ -873,9 +878,12 @@ class CheckSession:
         self.manifest, self.opts, self.vectors, self.out = manifest, opts, vectors, out
         self.json_path, self.junit_path = json_path, junit_path
         self.results: dict = {}
+        self.progress: TerminalProgress | None = None
         self.width = min(max([len(v["id"]) for v in vectors] + [8]), 48)
 
     def _print(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.clear()
         self.out.write(text + "\n")
         self.out.flush()
 
@@ -928,6 +936,8 @@ class CheckSession:
                 run_in_workers(self.manifest, opts, inputs, self.vectors, self._on_result)
             else:
                 checker = Checker(self.manifest, opts, inputs)
+                if opts.mode == "refdec" and self.out.isatty():
+                    checker.progress = self.progress = TerminalProgress(self.out)
                 for vec in self.vectors:
                     if not self._on_result(checker.check(vec)):
                         break
