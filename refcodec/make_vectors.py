@@ -29,6 +29,11 @@ needs a float checkpoint that matches the integer model.
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib
+import importlib.abc
+import importlib.util
+import inspect
 import os
 import struct
 import sys
@@ -39,7 +44,7 @@ import numpy as np
 import PIL
 
 from refdec import constants as K
-from refdec.architecture import causal_mask, padded_sizes
+from refdec.architecture import BY_NAME, CONTEXT, GATHER, HYPER_SYNTHESIS, OUTPUT_LAYER, SYNTHESIS, causal_mask, padded_sizes
 from refdec.bitstream import HEADER_SIZE
 from refdec.stages import STAGE_ORDER
 from refdec.conformance.hashes import sample_hash, sha256_hex, stage_hash
@@ -47,12 +52,13 @@ from refdec.conformance.images import png_bytes
 from refdec.conformance.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, dumps_canonical, readme_text, validate_manifest
 from refdec.model_file import ModelStore
 from refdec.decoder import decode as refdec_decode
-from refdec.generators.encoder import (encode_latents, encode_value, entropy_parameters, forward_integer, hyper_features,
-                                       y_symbols, z_symbols)
+from refdec.generators.encoder import (encode_escape_payload, encode_latents, encode_value, entropy_parameters,
+                                       forward_integer, hyper_features, y_symbols, z_symbols)
 from refdec.entropy import coding_window, mixture_parameters
 from refdec.errors import ALL_ERRORS, RefdecError
-from refdec.generators.invalid_models import invalid_models, tiny_base_model
-from refdec.model_file import model_id_of, parse_model
+from refdec.generators.invalid_models import boundary_invalid_models, invalid_models, tiny_base_model
+from refdec.model_file import input_bounds, model_id_of, parse_model
+from refdec.generators.model_writer import serialize_model
 from refdec.generators.random_model import random_latents
 from refdec.generators.range_encoder import RANGE_BOTTOM, RangeEncoder
 
@@ -80,6 +86,8 @@ SUBSETS = {
     "header": "invalid headers (clause 6.2)",
     "model": "unknown or invalid model files (clauses 6.2, 9.4, 9.5)",
     "payload": "invalid payloads (clauses 7.10, 8.3, 8.5)",
+    "limits": "both sides of the limits and ranges of clauses 5.2, 5.3, 6.2 and 9.4: valid streams and models "
+              "at each limit, invalid ones one past it",
 }
 
 
@@ -128,11 +136,16 @@ class ModelEntry:
 
 def invalid_model_entries() -> list[ModelEntry]:
     """Model files that fail clause 9 validation, one per check of refdec.model_file, derived from
-    a tiny valid model (refdec.generators.invalid_models): the model-group vectors."""
-    out = []
-    for m in invalid_models(tiny_base_model()):
-        out.append(ModelEntry(f"invalid-{m.name}", m.data, None, m.description, m.expected_error, m.clause))
-    return out
+    a tiny valid model (refdec.generators.invalid_models, with its boundary group and without the
+    SUPERSEDED_MODELS): the model-group vectors."""
+    base = tiny_base_model()
+    made = invalid_models(base) + boundary_invalid_models(base)
+    names = {m.name for m in made}
+    stale = {k: v for k, v in SUPERSEDED_MODELS.items() if k not in names or v not in names}
+    if stale:
+        raise GenerationError(f"SUPERSEDED_MODELS names files that are not made: {stale}")
+    return [ModelEntry(f"invalid-{m.name}", m.data, None, m.description, m.expected_error, m.clause)
+            for m in made if m.name not in SUPERSEDED_MODELS]
 
 
 # --- latents --------------------------------------------------------------------------------
@@ -278,6 +291,177 @@ def latents_escape(seed):
     return make
 
 
+# --- models at the limits of clauses 5.2 and 9.4 --------------------------------------------------
+
+def _limit_arrays(profile: str, cy: int, cz: int, delivered: dict, in_max: dict, weight_scale: dict) -> dict:
+    """Weights, biases and shifts from integer formulas (as tiny_base_model: no random numbers),
+    for the given channels delivered by each layer (after depth-to-space); the weights of each
+    layer are scaled down where needed to keep its clause 9.5 bound below 2^30."""
+    from refdec.architecture import LAYERS
+
+    wmax = 32767 if profile == "W16A16" else 127
+    in_ch = {}
+    for net, first in ((HYPER_SYNTHESIS, cz), (SYNTHESIS, cy)):
+        for spec in net:
+            in_ch[spec.name], first = first, delivered[spec.name]
+    for spec in CONTEXT:
+        in_ch[spec.name] = cy
+    c = delivered[HYPER_SYNTHESIS[-1].name] + sum(delivered[sp.name] for sp in CONTEXT)
+    for spec in GATHER:
+        in_ch[spec.name], c = c, delivered[spec.name]
+    arrays = {}
+    for index, spec in enumerate(LAYERS):
+        out = delivered[spec.name] * (4 if spec.depth_to_space else 1)
+        shape = (out, in_ch[spec.name], spec.kernel, spec.kernel)
+        flat = np.arange(int(np.prod(shape)), dtype=np.int64)
+        top = weight_scale.get(spec.name, 30)
+        weight = ((flat * 37 + 11 * index) % (2 * top + 1) - top).reshape(shape)
+        if spec.network == "context":
+            weight = weight * causal_mask(spec.kernel)
+        fan = np.abs(weight).reshape(out, -1).sum(axis=1).max(initial=0)
+        if fan * in_max[spec.name] >= 1 << 30:
+            weight = weight // (-(-(fan * in_max[spec.name]) // (1 << 30)) + 1)
+        o = np.arange(out, dtype=np.int64)
+        arrays[f"{spec.name}.weight"] = np.clip(weight, -wmax, wmax).astype(np.int16 if wmax > 127 else np.int8)
+        arrays[f"{spec.name}.bias"] = ((o * 97 + 13 * index) % 2001 - 1000).astype(np.int32)
+        arrays[f"{spec.name}.shift"] = (4 + (o + index) % 5).astype(np.uint8)
+    return arrays
+
+
+def _limit_header(profile: str, cy: int, cz: int, rates: int, gain_shift: int, s0_clip: int, clip: int,
+                  description: str) -> dict:
+    from refdec.architecture import LAYER_NAMES
+
+    clips = {name: clip for name in LAYER_NAMES}
+    clips[OUTPUT_LAYER] = 255
+    return {"format": "refdec-model", "format_version": 1, "profile": profile,
+            "weight_bits": 16 if profile == "W16A16" else 8, "latent_channels": cy, "hyper_channels": cz,
+            "num_rates": rates, "inv_gain_shift": gain_shift, "synthesis_input_clip": s0_clip, "clip": clips,
+            "description": description, "provenance": {"generator": "refcodec.make_vectors.limit_models"}}
+
+
+def _z_tables(rows) -> dict:
+    """z_lo, z_count, z_cdf from (z_lo, C(0 .. n_w)) per channel, rows padded with 65536."""
+    width = max(len(c) for _, c in rows)
+    return {"z_lo": np.array([lo for lo, _ in rows], dtype=np.int32),
+            "z_count": np.array([len(c) - 1 for _, c in rows], dtype=np.int32),
+            "z_cdf": np.array([list(c) + [65536] * (width - len(c)) for _, c in rows], dtype=np.int32)}
+
+
+# Mixture parameters of the limits-max model (clause 7.8), per latent channel, from the biases of
+# gather.6 (its weights are zero, its shift 0: P = Clip3(-A, A, b)): (logits, means, raw scales) of
+# the three components. Chosen to reach what no trained model reaches: the smallest and largest
+# scale index, ties of Round2(P, 4), means 2^15 - 1 apart (Clip3 of d in clause 7.9), windows of
+# 129 symbols centred by Round2 on both parities, and the Max(1, .) of the linearised softmax.
+LIMIT_MIXTURES = (
+    ((0, 0, 0), (0, 0, 0), (0, 0, 0)),                                  # n_w = 2..3, SCALE_Q[0]
+    ((0, 0, 0), (-32767, 32767, 0), (0, 0, 0)),                         # means far apart: d clipped
+    ((0, 0, 0), (-32767, 32767, 64), (-32767, 32767, 2544)),            # sidx 0, 159, 159
+    ((32767, -32767, 0), (100, -100, 5000), (2536, 2535, 2520)),        # e[k] = 1, Round2 ties at 2536
+    ((-300, 0, 300), (31, 32, 33), (8, 7, 24)),                         # Round2(P, 4) ties: 8 -> 1
+    ((0, 256, 512), (-31, -32, -33), (-8, -9, 2552)),                   # negative ties, clip at 159
+    ((1000, 1000, 1000), (-20000, 1, 20063), (1200, 1600, 2000)),       # wide: centre Round2 of odd
+    ((7, -7, 0), (-20000, 1, 20062), (1200, 1600, 2000)),               # wide: centre of even
+    ((0, 0, 0), (32767, 32767, 32767), (2544, 2544, 2544)),             # window at +512, widest scale
+    ((0, 0, 0), (-32767, -32767, -32767), (0, 0, 0)),                   # window at -512, narrowest
+)
+
+
+def limits_max_model() -> bytes:
+    """A valid W16A16 model at the upper limits of clauses 5.2 and 9.4: C_y = 227 (gather.6 has
+    3 K C_y = 2043 outputs), C_z = 2048, gather.0 with 2048 outputs, R = 64, inv_gain_shift 27,
+    inv_gain entries 0 and 65536, every clip 32767 (synthesis_input_clip too), weights +-32767,
+    shifts 0 and 27, an output channel whose clause 9.5 bound is exactly 2^31 - 1 and whose
+    accumulator is 2^31 - 1 at every position, z_count 1024
+    with C(n_w) = 65535, z windows reaching -Z_MAX and Z_MAX; gather.6 drives the mixture
+    parameters of LIMIT_MIXTURES."""
+    cy, cz, rates = 227, 2048, 64
+    top = K.ACT16_MAX
+    delivered = {name: 1 for name in BY_NAME}
+    delivered["gather.0"] = 2048
+    delivered["gather.6"] = 3 * K.NUM_MIXTURES * cy
+    delivered[OUTPUT_LAYER] = 3
+    header = _limit_header("W16A16", cy, cz, rates, K.MAX_INV_GAIN_SHIFT, top, top,
+                           "limits-max: a model at the upper limits of clauses 5.2 and 9.4 (conformance vectors)")
+    in_max = input_bounds(header)
+    arrays = _limit_arrays("W16A16", cy, cz, delivered, in_max, {"gather.1": 1, "synthesis.0": 2, "gather.0": 30})
+    # gather.1 saturates at +A (bias 2^30, shift 0), so that gather.2 reaches its bound at every position.
+    arrays["gather.1.bias"][:] = 1 << 30
+    arrays["gather.1.shift"][:] = 0
+    # gather.2: weight +32767, shift 27, bias making sum|W| * in_max + |b| = 2^31 - 1 exactly: every
+    # accumulator is 2^31 - 1, and Round2(2^31 - 1, 27) needs the 32-bit form of clause 4.2.
+    arrays["gather.2.weight"][:] = top
+    arrays["gather.2.bias"][:] = (1 << 31) - 1 - top * in_max["gather.2"]
+    arrays["gather.2.shift"][:] = K.MAX_SHIFT
+    # gather.3: weight -32767, shift 0: its clamps at -A and A are reachable.
+    arrays["gather.3.weight"][:] = -top
+    arrays["gather.3.bias"][:] = 12345
+    arrays["gather.3.shift"][:] = 0
+    # gather.6: P = Clip3(-A, A, b), the parameters of LIMIT_MIXTURES cycled over the channels.
+    nk = K.NUM_MIXTURES
+    arrays["gather.6.weight"][:] = 0
+    arrays["gather.6.shift"][:] = 0
+    bias = np.zeros(3 * nk * cy, dtype=np.int64)
+    for c in range(cy):
+        rows = LIMIT_MIXTURES[c % len(LIMIT_MIXTURES)]
+        for part in range(3):
+            for k in range(nk):
+                bias[part * nk * cy + k * cy + c] = rows[part][k] + (0 if c < len(LIMIT_MIXTURES) else (c * 7) % 5 - 2)
+    arrays["gather.6.bias"] = bias.astype(np.int32)
+    # A channel of gather.6 that depends on its input, so that P varies between positions.
+    arrays["gather.6.weight"][cy + 11, 0, 0, 0] = 3
+    r, c = np.arange(rates)[:, None], np.arange(cy)[None, :]
+    gain = (r * 1031 + c * 97) % 65537
+    gain[-1, 0], gain[-1, 1], gain[-1, 2] = 65536, 0, 1
+    arrays["inv_gain"] = gain.astype(np.int32)
+    ramp = [0] + [64 * j - 1 for j in range(1, 1025)]
+    rows = [(-512, ramp), (-K.Z_MAX, [0, 30000, 60000]), (K.Z_MAX - 1, [0, 5000, 65535])]
+    rows += [(-1 - c % 3, [0, 20000 + c % 7, 45000, 60000 + c % 11]) for c in range(3, cz)]
+    arrays.update(_z_tables(rows))
+    data = serialize_model(header, arrays)
+    parse_model(data, where="limits_max_model()")
+    return data
+
+
+RENORM_Z_CDF = (0, 513, 33281, 65535)  # symbol 0 then symbol 1 leave R = 512 * 32768 = 2^24 (clause 8.3)
+
+
+def limits_min_model() -> bytes:
+    """A valid W8A16 model at the lower limits of clauses 5.2 and 9.4: C_y = 1, one channel
+    between layers, R = 1, inv_gain_shift 0 (Round2 with n = 0), shifts 0, every clip 1 (the
+    synthesis input too), weights +-127, z_count 1 with C(1) = 65535 and with C(1) = 1 (a
+    frequency of 1), z windows at -Z_MAX and Z_MAX, and a z table RENORM_Z_CDF whose first two
+    symbols leave the range decoder at R = 2^24 exactly. Its output layer has zero weights and
+    biases beyond 0 and 255: every decoded image is the constant (0, 255, 128), so that a stream
+    of 2^25 samples has a small golden PNG."""
+    cy, cz = 1, 3
+    delivered = {name: 1 for name in BY_NAME}
+    delivered["gather.6"] = 3 * K.NUM_MIXTURES * cy
+    delivered[OUTPUT_LAYER] = 3
+    header = _limit_header("W8A16", cy, cz, 1, 0, 1, 1,
+                           "limits-min: a model at the lower limits of clauses 5.2 and 9.4 (conformance vectors)")
+    in_max = input_bounds(header)
+    arrays = _limit_arrays("W8A16", cy, cz, delivered, in_max, {name: 127 for name in BY_NAME})
+    for name in BY_NAME:
+        arrays[f"{name}.shift"][:] = 0
+    arrays[f"{OUTPUT_LAYER}.weight"][:] = 0
+    arrays[f"{OUTPUT_LAYER}.bias"] = np.array([-5, 300, 128], dtype=np.int32)
+    arrays["inv_gain"] = np.array([[1]], dtype=np.int32)
+    arrays.update(_z_tables([(0, RENORM_Z_CDF), (-K.Z_MAX, (0, 65535)), (K.Z_MAX, (0, 1))]))
+    data = serialize_model(header, arrays)
+    parse_model(data, where="limits_min_model()")
+    return data
+
+
+def limit_model_entries() -> list[ModelEntry]:
+    out = []
+    for name, make in (("limits-max", limits_max_model), ("limits-min", limits_min_model)):
+        data = make()
+        model = parse_model(data, where=name)
+        out.append(ModelEntry(name, data, model, model.header["description"]))
+    return out
+
+
 # --- vector specifications ----------------------------------------------------------------------
 
 @dataclass
@@ -292,6 +476,8 @@ class ValidSpec:
     subsets: list
     features: list = field(default_factory=list)
     stream: object = None              # image-domain vectors: a function that encodes the stream
+    check: object = None               # a function (stream, model) that raises GenerationError unless the
+                                       # stream does what the vector is for
 
 
 def valid_specs(model, quick: bool) -> list[ValidSpec]:
@@ -343,6 +529,150 @@ def valid_specs(model, quick: bool) -> list[ValidSpec]:
                   ["latents", "escape"]),
     ]
     return specs
+
+
+# --- valid streams at the limits of clauses 5.2, 5.3, 6.2 and 9.4 ----------------------------------
+
+def latents_ends(seed, edge: int = 8):
+    """Random latents (as latents_random) in the first and last `edge` latent positions along the
+    longer axis, zero elsewhere: the ends of a long strip carry information, its middle costs
+    almost nothing."""
+    def make(model, w, h):
+        z, y = random_latents(model, w, h, seed=seed)
+        axis = 1 if y.shape[1] >= y.shape[2] else 2
+        keep = np.zeros(y.shape[axis], dtype=bool)
+        keep[:edge], keep[-edge:] = True, True
+        zkeep = np.zeros(z.shape[axis], dtype=bool)
+        zkeep[:2], zkeep[-2:] = True, True
+        shape = (1, -1, 1) if axis == 1 else (1, 1, -1)
+        return np.where(zkeep.reshape(shape), z, 0), np.where(keep.reshape(shape), y, 0)
+    return make
+
+
+def latents_limits_max(seed):
+    """For limits-max: z at both ends of the z windows (-Z_MAX and Z_MAX) and across the 1024-symbol
+    window; y in and around the windows of LIMIT_MIXTURES, with escapes to -Y_MAX and Y_MAX."""
+    def make(model, w, h):
+        rng = np.random.default_rng(seed)
+        hz, wz, hy, wy = padded_sizes(w, h)
+        z = rng.integers(-3, 4, size=(model.hyper_channels, hz, wz))
+        z[0] = rng.integers(-512, 512, size=(hz, wz))
+        z[1], z[2] = -K.Z_MAX, K.Z_MAX
+        z[3, 0, 0], z[4, 0, 0] = K.Z_MAX, -K.Z_MAX  # escapes to the limits
+        y = rng.integers(-600, 601, size=(model.latent_channels, hy, wy))
+        y[:, 0, 0] = np.where(np.arange(model.latent_channels) % 2, K.Y_MAX, -K.Y_MAX)
+        y[5::7] = rng.integers(-2, 3, size=y[5::7].shape)
+        return z.astype(np.int64), y.astype(np.int64)
+    return make
+
+
+def latents_limits_min(z_values, y_values=None):
+    """For limits-min: z_hat channel by channel from z_values (a list per channel, repeated over the
+    positions), y_hat zero or y_values repeated over the positions."""
+    def make(model, w, h):
+        hz, wz, hy, wy = padded_sizes(w, h)
+        z = np.stack([np.resize(np.array(v, dtype=np.int64), hz * wz).reshape(hz, wz) for v in z_values])
+        y = np.zeros((model.latent_channels, hy, wy), dtype=np.int64)
+        if y_values is not None:
+            y[0] = np.resize(np.array(y_values, dtype=np.int64), hy * wy).reshape(hy, wy)
+        return z, y
+    return make
+
+
+def latents_min_strip(seed, edge: int = 8):
+    """For limits-min strips: z in and around its windows, y random near the two ends of the
+    strip's longer axis and zero elsewhere (the middle costs almost nothing)."""
+    def make(model, w, h):
+        rng = np.random.default_rng(seed)
+        hz, wz, hy, wy = padded_sizes(w, h)
+        z = np.stack([rng.integers(0, 3, size=(hz, wz)), np.full((hz, wz), -K.Z_MAX),
+                      np.full((hz, wz), K.Z_MAX - 1)]).astype(np.int64)
+        y = np.zeros((model.latent_channels, hy, wy), dtype=np.int64)
+        ends = rng.integers(-40, 41, size=(model.latent_channels, hy, wy))
+        keep = np.zeros((hy, wy), dtype=bool)
+        if hy >= wy:
+            keep[:edge], keep[-edge:] = True, True
+        else:
+            keep[:, :edge], keep[:, -edge:] = True, True
+        return z, np.where(keep, ends, y)
+    return make
+
+
+LARGEST = (8192, 4096)  # W = 8192 and W * H = 2^25 (clause 5.2)
+
+
+def limit_specs(limit_entries: list) -> list[tuple]:
+    """(model entry, ValidSpec) of the valid streams at the limits: the largest width and height
+    (strips) and the most samples, with limits-min (cheap to decode on the literal path too: C_y = 1,
+    one channel between layers; a constant image), and a stream of each limit model (clauses 5.2,
+    5.3, 6.2 and 9.4, valid side)."""
+    by = {me.name: me for me in limit_entries}
+    L = ["limits"]
+    mx, mn = by["limits-max"], by["limits-min"]
+    out = [
+        (mn, ValidSpec(f"{mn.name}.strip-8192x1", 8192, 1, 0, latents_min_strip(41),
+                       "the largest width, W = 8192 (clause 5.2), as a one-row strip: Wy = 512 latent columns, "
+                       "524 wavefronts", ["5.2", "5.4", "7.5", "7.12"], L + ["sizes"], ["width-8192"])),
+        (mn, ValidSpec(f"{mn.name}.strip-1x8192", 1, 8192, 0, latents_min_strip(42),
+                       "the largest height, H = 8192 (clause 5.2), as a one-column strip: Hy = 512 latent rows, "
+                       "2048 wavefronts of one position", ["5.2", "5.4", "7.5", "7.12"], L + ["sizes"],
+                       ["height-8192"])),
+    ]
+    out.append((mx, ValidSpec(f"{mx.name}.rate-63-64x64", 64, 64, 63, latents_limits_max(43),
+                              "model at the upper limits (C_y = 227, C_z = 2048, 2048 outputs, R = 64, G = 27, clips "
+                              "32767, weights +-32767, shifts 27, a 2^31 - 1 accumulator bound, z_count 1024, z windows "
+                              "to +-Z_MAX) at rate index 63 = R - 1; extreme mixture parameters",
+                              ["5.2", "5.3", "6.2", "7.8", "7.9", "7.11", "9.4", "9.5"], L,
+                              ["rate-index-r-minus-1", "model-upper-limits"])))
+    out.append((mn, ValidSpec(f"{mn.name}.payloads-4-bytes-1x1", 1, 1, 0,
+                              latents_limits_min([[2], [-K.Z_MAX], [K.Z_MAX - 1]]),
+                              "model at the lower limits (R = 1, G = 0, shifts 0, clips 1, z_count 1); both payloads "
+                              "have the smallest length, 4 bytes (clause 6.2)", ["5.2", "6.2", "8.2", "9.4"], L,
+                              ["payload-length-4", "model-lower-limits"], check=_payloads_of_4_bytes)))
+    out.append((mn, ValidSpec(f"{mn.name}.renorm-128x64", 128, 64, 0,
+                              latents_limits_min([[0, 1], [-K.Z_MAX, -K.Z_MAX + 3], [K.Z_MAX, K.Z_MAX - 2]],
+                                                 [K.Y_MAX, -K.Y_MAX, 0, 1, -1, 300, 0, 0]),
+                              "R = 2^24 exactly after the first two z symbols: no renormalisation (clause 8.3); "
+                              "a z symbol of frequency 1, z at -Z_MAX and Z_MAX, y at -Y_MAX and Y_MAX",
+                              ["5.3", "8.3", "7.3", "9.4"], L, ["range-2-24", "z-frequency-1"],
+                              check=_range_reaches_2_24)))
+    width, height = LARGEST
+    out.append((mn, ValidSpec(f"{mn.name}.size-{width}x{height}", width, height, 0,
+                              latents_limits_min([[2], [-K.Z_MAX], [K.Z_MAX - 1]]),
+                              f"the most samples, W * H = 2^25 (clause 5.2), with W = 8192: {padded_sizes(width, height)[2]}"
+                              f" x {padded_sizes(width, height)[3]} latent positions; the model's output is constant",
+                              ["5.2", "5.4", "7.5", "7.12", "7.13"], L + ["large"], ["samples-2-25", "width-8192"])))
+    return out
+
+
+def _payloads_of_4_bytes(stream: bytes, model) -> None:
+    f = _header(stream)
+    if (f[7], f[8]) != (4, 4):
+        raise GenerationError(f"payloads of {f[7]} and {f[8]} bytes, not 4 and 4")
+
+
+def _range_reaches_2_24(stream: bytes, model) -> None:
+    f = _header(stream)
+    if not range_hits_2_24(stream[HEADER_SIZE: HEADER_SIZE + f[7]], [list(RENORM_Z_CDF)] * 2):
+        raise GenerationError("the first two z symbols do not leave R = 2^24")
+
+
+def range_hits_2_24(payload: bytes, cdfs) -> bool:
+    """Whether decoding the symbols with these cumulative frequencies (one list per symbol) from the
+    payload leaves R = 2^24 exactly after some symbol (clause 8.3, before renormalisation)."""
+    r_state, value, pos = 0xFFFFFFFF, int.from_bytes(payload[:4], "big"), 4
+    for cdf in cdfs:
+        r = r_state >> 16
+        v = value // r
+        j = max(i for i, c in enumerate(cdf) if c <= v)
+        end = cdf[j + 1] if j + 1 < len(cdf) else 1 << 16
+        value -= r * cdf[j]
+        r_state = r * (end - cdf[j])
+        if r_state == 1 << 24:
+            return True
+        while r_state < 1 << 24:
+            value, r_state, pos = (value << 8) | payload[pos], r_state << 8, pos + 1
+    return False
 
 
 def measured_features(model, spec: ValidSpec, stages: dict) -> tuple[list, list]:
@@ -434,18 +764,35 @@ def _y_symbols(model, z, y):
     return y_symbols(model, y, entropy_parameters(model, y, hyper_features(model, z)))
 
 
-def crafted_payload(symbols, at: int, action: str) -> bytes:
+def crafted_payload(symbols, at: int, action) -> bytes:
     """A payload that codes `symbols` correctly up to symbol `at` (or the next symbol where the
-    action is possible), then does `action` there and flushes."""
+    action is possible), then does `action` there and flushes. `action` is "sliver",
+    "escape_too_long", "out_of_range", or an escaped value (an int) placed without its range check."""
     enc = CraftingEncoder()
     for i, (cdf, n_w, lo, hi, value, limit) in enumerate(symbols):
         if i >= at:
+            if isinstance(action, int):
+                enc.encode_symbol(cdf, n_w + 1, n_w)
+                encode_escape_payload(enc, lo, hi, action)
+                return enc.finish()
             done = {"sliver": lambda: enc.sliver(), "escape_too_long": lambda: enc.escape_too_long(cdf, n_w),
                     "out_of_range": lambda: enc.out_of_range(cdf, n_w)}[action]()
             if done:
                 return enc.finish()
         encode_value(enc, cdf, n_w, lo, hi, value, limit)
     raise GenerationError(f"could not place {action} at or after symbol {at}")
+
+
+def crafted_payload_last(symbols, n: int, action) -> bytes:
+    """crafted_payload with the action at the last of the n symbols where it is possible, so that
+    nothing but the end of the payload follows it."""
+    symbols = list(symbols)
+    for at in range(n - 1, -1, -1):
+        try:
+            return crafted_payload(symbols[: at + 1], at, action)
+        except GenerationError:
+            continue
+    raise GenerationError(f"could not place {action} anywhere")
 
 
 def _header(stream: bytes) -> list:
@@ -478,7 +825,10 @@ class InvalidSpec:
     model: ModelEntry
 
 
-def invalid_specs(base_stream: bytes, base: ModelEntry, z, y, bad_models: list, quick: bool) -> list[InvalidSpec]:
+def invalid_specs(base_stream: bytes, base: ModelEntry, z, y, bad_models: list, quick: bool,
+                  model_stream: bytes = b"") -> list[InvalidSpec]:
+    """The invalid streams: header and payload faults of the base stream, and the base model's
+    stream (`model_stream`, valid with the tiny base model) naming each invalid model file."""
     m = base.model
     f = _header(base_stream)
     z_len = f[7]
@@ -532,9 +882,11 @@ def invalid_specs(base_stream: bytes, base: ModelEntry, z, y, bad_models: list, 
              ["5.2", "6.2"], H, ["too-large"]),
         spec("err-samples-8192x4097", "DimensionsTooLarge", _patched(base_stream, width=8192, height=4097),
              "8192 x 4097 samples: more than 2^25", ["5.2", "6.2"], H, ["too-large"]),
-        spec("err-z-length-3", "PayloadTooShort", _patched(base_stream, z_length=3), "z_length 3",
+        spec("err-z-length-3", "PayloadTooShort", _patched(base_stream, z_length=3, y_length=f[8] + z_len - 3),
+             "z_length 3 (y_length longer by as much: the lengths still add up to the stream)",
              ["6.2"], H, ["payload-too-short"]),
-        spec("err-y-length-0", "PayloadTooShort", _patched(base_stream, y_length=0), "y_length 0",
+        spec("err-y-length-0", "PayloadTooShort", _patched(base_stream, y_length=0, z_length=z_len + f[8]),
+             "y_length 0 (z_length longer by as much: the lengths still add up to the stream)",
              ["6.2"], H, ["payload-too-short"]),
         spec("err-payload-past-end", "PayloadPastEnd", base_stream[:-1], "last byte of the stream missing",
              ["6.2"], H, ["payload-past-end"]),
@@ -552,8 +904,8 @@ def invalid_specs(base_stream: bytes, base: ModelEntry, z, y, bad_models: list, 
         spec("err-y-payload-truncated", "PayloadTruncated", _with_header(f, zp, yp[:-1]),
              "last byte of the y payload removed (lengths adjusted)", ["8.3"], P, ["payload-truncated", "y-payload"]),
         spec("err-y-invalid-range-state", "InvalidRangeState",
-             _with_header(f, zp, crafted_payload(_y_symbols(m, z, y), n_y // 2, "sliver")),
-             "code value placed above the last symbol's interval in the middle of the y payload", ["8.3", "7.5"], P,
+             _with_header(f, zp, crafted_payload_last(_y_symbols(m, z, y), n_y, "sliver")),
+             "code value placed above the last symbol's interval near the end of the y payload", ["8.3", "7.5"], P,
              ["invalid-range-state", "y-payload"]),
         spec("err-z-start-ffff", "InvalidRangeState", _with_header(f, b"\xff\xff" + zp[2:], yp),
              "z payload starting FF FF: v >= 2^16 at the first symbol", ["8.2", "8.3"], P,
@@ -574,10 +926,343 @@ def invalid_specs(base_stream: bytes, base: ModelEntry, z, y, bad_models: list, 
     for bm in bad_models:
         slug = bm.name[len("invalid-"):]
         out.append(spec(f"err-model-{slug}", bm.expected_error,
-                        _patched(base_stream, model_id=bm.model_id),
+                        _patched(model_stream, model_id=bm.model_id),
                         f"stream naming an invalid model file: {bm.description}",
                         sorted({bm.clause, "9.4"}, key=_clause_key), M, ["invalid-model"], model=bm))
     return out
+
+
+def boundary_invalid_specs(base_stream: bytes, base: ModelEntry, z, y, max_stream: bytes,
+                           max_entry: ModelEntry) -> list[InvalidSpec]:
+    """Invalid streams one past the limits of clauses 5.2, 5.3 and 6.2 (each breaks only that limit;
+    the valid side is in limit_specs or the base set)."""
+    m = base.model
+    f = _header(base_stream)
+    z_len, y_len = f[7], f[8]
+    zp, yp = base_stream[HEADER_SIZE: HEADER_SIZE + z_len], base_stream[HEADER_SIZE + z_len:]
+    n_z, n_y = int(z.size), int(y.size)
+    H, P, L = ["header"], ["payload"], ["limits"]
+    w, h = 4226, 7940  # the smallest W * H beyond 2^25 with W, H <= 8192: 2^25 + 8
+    assert w * h == (1 << 25) + 8 and min(a * ((1 << 25) // a + 1) for a in range(4097, 8193)) == w * h
+    return [
+        InvalidSpec("err-height-8193", "DimensionsTooLarge", _patched(base_stream, height=8193),
+                    "height 8193, one past the largest (clause 5.2)", ["5.2", "6.2"], H + L, ["too-large"], base),
+        InvalidSpec(f"err-samples-{w}x{h}", "DimensionsTooLarge", _patched(base_stream, width=w, height=h),
+                    f"{w} x {h} = 2^25 + 8 samples: the smallest product beyond 2^25 with W, H <= 8192 (clause 5.2)",
+                    ["5.2", "6.2"], H + L, ["too-large"], base),
+        InvalidSpec("err-y-length-3", "PayloadTooShort", _patched(base_stream, y_length=3, z_length=z_len + y_len - 3),
+                    "y_length 3, one below 4 (z_length longer by as much: the lengths still add up)", ["6.2"], H + L,
+                    ["payload-too-short"], base),
+        InvalidSpec("err-lengths-wrap-32", "PayloadPastEnd",
+                    _patched(base_stream, z_length=0xFFFFFFFF, y_length=len(base_stream) - HEADER_SIZE + 1),
+                    "z_length 2^32 - 1 and y_length = stream length - 26: 27 + z_length + y_length is 2^32 + the "
+                    "stream length, which a 32-bit sum wraps to the stream length (clause 4.1)", ["4.1", "6.2"],
+                    H + L, ["payload-past-end"], base),
+        InvalidSpec("err-y-latent-16384", "LatentOutOfRange",
+                    _with_header(f, zp, crafted_payload(_y_symbols(m, z, y), n_y // 2, K.Y_MAX + 1)),
+                    "y escape to exactly Y_MAX + 1 = 16384, one past the limit (clause 5.3)", ["5.3", "7.10"], P + L,
+                    ["latent-out-of-range", "y-payload"], base),
+        InvalidSpec("err-z-latent-minus-16384", "LatentOutOfRange",
+                    _with_header(f, crafted_payload(z_symbols(m, z), n_z // 2, -K.Z_MAX - 1), yp),
+                    "z escape to exactly -Z_MAX - 1 = -16384, one past the limit (clause 5.3)", ["5.3", "7.10"],
+                    P + L, ["latent-out-of-range", "z-payload"], base),
+        InvalidSpec("err-rate-index-64", "RateIndexOutOfRange", _patched(max_stream, rate_index=64),
+                    "rate index 64 = R of limits-max, whose R = 64 is the largest (clauses 5.2, 6.2)", ["6.2", "7.11"],
+                    H + L, ["rate-index"], max_entry),
+    ]
+
+
+# Invalid model files whose rule no file can break alone: with the check that rejects them switched
+# off, another check of clause 9.4 rejects them, with the same class, for the reason given. The
+# single-fault check verifies that the second check is still found; the mutation harness argues
+# the deleted check equivalent on the same grounds (results/mutation/equivalent.json).
+INHERENT_SECOND_RULE = {
+    # Clause 9.1.1, the ZIP records: a fault in the structure leaves nothing after it to read.
+    "zip-not-an-archive": "without an end-of-central-directory record in the last 22 bytes there is no archive: "
+                          "read there anyway, its fields are other bytes",
+    "zip-truncated": "as zip-not-an-archive: the cut file has no end-of-central-directory record",
+    "zip-archive-comment": "the comment moves the end-of-central-directory record from the last 22 bytes, where "
+                           "the comment's bytes are read in its place",
+    "zip-central-directory-offset": "a wrong central-directory offset makes every record read from other bytes",
+    "zip-central-record-past-end": "a record that runs past the central directory is read from the bytes after it",
+    "zip-data-into-central-directory": "members that overlap the central directory leave no consistent layout",
+    "zip-local-extra-past-central-directory": "an extra field past the central directory puts the member's data "
+                                              "there as well",
+    "zip-stored-sizes-differ": "a stored member's data is its compressed size: with another uncompressed size the "
+                               "data read is not the member's",
+    "zip-size-larger-than-data": "the member inflates to fewer bytes than declared, and the .npy checks read the "
+                                 "declared size",
+    "zip-inflates-past-declared-size": "inflating past the declared size and inflating to another size than "
+                                       "declared are one rule, checked while inflating and after",
+    "zip-encrypted": "flag bit 0 is outside the allowed bits 1, 2 and 11 as well (one rule, two checks)",
+    "zip-data-descriptor": "flag bit 3 is outside the allowed bits 1, 2 and 11 as well (one rule, two checks)",
+    "zip-member-too-large": "its records declare 2^28 + 1 bytes for 8 bytes of data; a member within clause 5.2 "
+                            "is at most 2048 x 2048 x 3 x 3 int16 weights (75 MB), so a true one breaks a shape "
+                            "rule too: the limit bounds memory before anything is read",
+    "zip-members-too-large-together": "as zip-member-too-large: the declared sizes are false, and the members of "
+                                      "a model within clause 5.2 are below 2^30 bytes together",
+    "zip-too-many-members": "clause 9.3 names 65 members and names are unique, so more than 256 members always "
+                            "include an unexpected one",
+    "zip-non-npy-member": "a name not ending in .npy is not a member of clause 9.3 either",
+    # Clause 9.1.3, the .npy members.
+    "npy-version-2": "a version 2.0 header has a 4-byte length field: read as version 1.0 it does not parse "
+                     "(npy-version-1-1 has a 1.0 layout)",
+    "npy-truncated-header": "a header that ends past the member leaves no data, and every clause 9.3 array has "
+                            "at least one element",
+    "npy-object-dtype": "no clause 9.3 member has an object dtype, so the member list check rejects its dtype",
+    "npy-big-endian": "'>' is not the '<' that the dtype table requires either (one rule, two checks)",
+    "npy-native-byte-order": "'=i4' is not the '<i4' of the dtype table either (one rule, two checks)",
+    "npy-no-byte-order": "'|i2' is not the '<i2' of the dtype table either (one rule, two checks)",
+    "npy-shape-huge-empty": "no clause 9.3 array within clause 5.2 has a dimension above 2^28, so its shape is "
+                            "wrong as well: the limit bounds the arithmetic before the shapes are compared",
+    # Clause 9.2 and 9.3.
+    "header-nan": "NaN where an integer is required is not an integer either (header-nan-in-provenance puts it "
+                  "where any value is allowed)",
+    "header-format-not-string": "a format that is not a string is not \"refdec-model\" either",
+    "header-profile-not-string": "a profile that is not a string is not a known profile either",
+    "header-weight-bits-not-integer": "true does not match the profile's 16 either (header-weight-bits-16-0 "
+                                      "is 16.0)",
+    "header-wrong-ndim": "a 2-D array holds its data in another shape: the data size check fails too",
+    "member-wrong-ndim": "an array of another number of dimensions has another shape as well",
+    "member-wrong-dtype": "data of another dtype has another size than the table's dtype needs",
+    "member-weight-dtype-profile": "int8 weights under W16A16 have half the bytes int16 needs",
+    "shape-latent-channels-zero": "C_y = 0 makes gather.6 have 3 K C_y = 0 outputs, below the 1 of clause 5.2",
+}
+# Invalid streams for which switching off the check that rejects them cannot pass: the same class
+# follows from the same fault at the next step, for the reason given.
+INHERENT_SAME_CLASS: dict = {}
+# Invalid model files of refdec.generators.invalid_models left out of the vectors: a file that
+# breaks one rule alone replaces each (named in the value).
+SUPERSEDED_MODELS = {
+    "shape-hyper-channels-too-many": "shape-hyper-channels-2049",
+}
+
+
+# --- single-fault verification -------------------------------------------------------------------
+
+SINGLE_FAULT_PACKAGE = "_refdec_single_fault"
+
+
+# Functions that check several rules for their callers (a range check): a raise in one of them is
+# told apart by its caller's line as well.
+SHARED_CHECKS = {"_check_range", "_expect_shape"}
+
+
+class _FaultSwitch:
+    """Called before every `raise` of the instrumented refdec copy: records where the raise is
+    (its signature: the innermost `depth` frames of the copy, module and line) and returns True
+    (the raise is skipped) when that signature was switched off."""
+
+    def __init__(self):
+        self.off: set = set()
+        self.depth = 2
+        self.last = None
+
+    def __call__(self) -> bool:
+        frame, sig = sys._getframe(1), []
+        depth = self.depth if frame.f_code.co_name in SHARED_CHECKS else 1
+        while frame is not None and len(sig) < depth:
+            name = frame.f_globals.get("__name__", "")
+            if name == SINGLE_FAULT_PACKAGE or name.startswith(SINGLE_FAULT_PACKAGE + "."):
+                sig.append((name, frame.f_lineno))
+            frame = frame.f_back
+        sig = tuple(sig)
+        if sig in self.off:
+            return True
+        self.last = sig
+        return False
+
+
+class SingleFaultTimeout(Exception):
+    """A check switched off and the decoder runs on without end (a deflate stream that never ends)."""
+
+
+class SkippedInHandler(Exception):
+    """Raised in place of a switched-off raise inside an exception handler: the check converts an
+    error of a library (zipfile, the .npy reader) and nothing sensible follows it (a crash)."""
+
+
+class _GuardRaises(ast.NodeTransformer):
+    """`raise X` -> `if not __sf_skip__(): raise X` (at the raise's line); inside an exception
+    handler `if __sf_skip__(): raise __sf_stop__` then `raise X`."""
+
+    def __init__(self):
+        self.in_handler = 0
+
+    def visit_ExceptHandler(self, node):
+        self.in_handler += 1
+        self.generic_visit(node)
+        self.in_handler -= 1
+        return node
+
+    def visit_FunctionDef(self, node):
+        saved, self.in_handler = self.in_handler, 0
+        self.generic_visit(node)
+        self.in_handler = saved
+        return node
+
+    def visit_Raise(self, node):
+        if node.exc is None:
+            return node  # a re-raise: the check is where the exception was raised first
+        call = ast.Call(ast.Name("__sf_skip__", ast.Load()), [], [])
+        if self.in_handler:
+            stop = ast.Raise(exc=ast.Name("__sf_stop__", ast.Load()), cause=None)
+            guard = ast.If(test=call, body=[stop], orelse=[])
+            nodes = (guard, call, call.func, stop, stop.exc)
+            result = [guard, node]
+        else:
+            guard = ast.If(test=ast.UnaryOp(ast.Not(), call), body=[node], orelse=[])
+            nodes = (guard, guard.test, call, call.func)
+            result = guard
+        for n in nodes:
+            ast.copy_location(n, node)
+        return result
+
+
+class _InstrumentedRefdec(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports refdec/ as the package SINGLE_FAULT_PACKAGE with every raise guarded by a switch."""
+
+    def __init__(self, switch: _FaultSwitch):
+        self.root = Path(__file__).resolve().parents[1] / "refdec"
+        self.switch = switch
+
+    def _file(self, fullname):
+        parts = fullname.split(".")[1:]
+        base = self.root.joinpath(*parts)
+        if (base / "__init__.py").is_file():
+            return base / "__init__.py", True
+        if base.with_suffix(".py").is_file():
+            return base.with_suffix(".py"), False
+        return None, False
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != SINGLE_FAULT_PACKAGE and not fullname.startswith(SINGLE_FAULT_PACKAGE + "."):
+            return None
+        file, package = self._file(fullname)
+        if file is None:
+            return None
+        spec = importlib.util.spec_from_loader(fullname, self, origin=str(file), is_package=package)
+        if package:
+            spec.submodule_search_locations = [str(file.parent)]
+        return spec
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        file = Path(module.__spec__.origin)
+        tree = _GuardRaises().visit(ast.parse(file.read_text(encoding="utf-8"), filename=str(file)))
+        ast.fix_missing_locations(tree)
+        module.__file__ = str(file)
+        module.__dict__["__sf_skip__"] = self.switch
+        module.__dict__["__sf_stop__"] = SkippedInHandler
+        exec(compile(tree, str(file), "exec"), module.__dict__)
+
+
+_SINGLE_FAULT = None
+
+
+def _single_fault_refdec():
+    """(package, switch): refdec imported once more, every raise guarded (for SingleFaultCheck)."""
+    global _SINGLE_FAULT
+    if _SINGLE_FAULT is None:
+        switch = _FaultSwitch()
+        sys.meta_path.insert(0, _InstrumentedRefdec(switch))
+        package = importlib.import_module(SINGLE_FAULT_PACKAGE)
+        _SINGLE_FAULT = (package, switch)
+    return _SINGLE_FAULT
+
+
+class SingleFaultCheck:
+    """Each invalid vector breaks exactly one rule (issue 20): refdec rejects it with the expected
+    class at one check, and with that check switched off (every raise at the same place, the
+    same caller for model and header checks) it passes every other check of its group:
+
+    * a model file: clause 9.4 validation finds nothing else (it loads, or crashes);
+    * a header check: no other error of clauses 6.2 and 9 (the payloads may then fail: they were
+      made for the stream's true header);
+    * a payload error: decoding does not end in the same class elsewhere.
+
+    A vector whose fault is masked (a decoder without the check would still report the expected
+    class because the vector breaks a second rule) fails the check: the mutation harness could
+    not tell a decoder without that check from a correct one."""
+
+    def __init__(self, models):
+        self.pkg, self.switch = _single_fault_refdec()
+        self.errors = importlib.import_module(SINGLE_FAULT_PACKAGE + ".errors")
+        self.mf = importlib.import_module(SINGLE_FAULT_PACKAGE + ".model_file")
+        self.valid = {me.model_id: me for me in models}
+        self.parsed = {}
+        # The literal path where there is one: the normative checks alone.
+        self.literal = {"fast": False} if "fast" in inspect.signature(self.pkg.decode).parameters else {}
+
+    def _store(self, bad: dict):
+        check = self
+
+        class Store:
+            def get(self, model_id):
+                if model_id in bad:
+                    return check.mf.parse_model(bad[model_id], where="model")
+                if model_id in check.valid:
+                    if model_id not in check.parsed:
+                        check.parsed[model_id] = check.mf.parse_model(check.valid[model_id].data, where="model")
+                    return check.parsed[model_id]
+                return check.pkg.ModelStore().get(model_id)  # UnknownModel, raised by the copy
+        return Store()
+
+    def _run(self, action, seconds: float = 60.0):
+        """action() under a timer: its error, a crash, SingleFaultTimeout, or None."""
+        import signal
+
+        def expire(signum, frame):
+            raise SingleFaultTimeout(f"no result within {seconds} s")
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            action()
+        except self.errors.RefdecError as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - a crash (or a loop without end): no check rejected it
+            return exc
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        return None
+
+    def verify(self, vid: str, expected: str, stream: bytes | None = None, bad: dict | None = None,
+               model_data: bytes | None = None, inherent: str | None = None) -> None:
+        """Raises GenerationError unless the vector breaks exactly one rule. `inherent` is the
+        reason why a vector cannot: then the second rule must be found (the reason stays true)."""
+        err = ALL_ERRORS[expected]
+        if model_data is not None:
+            action = lambda: self.mf.parse_model(model_data, where="model")  # noqa: E731
+            depth = 2
+        else:
+            store = self._store(bad or {})
+            action = lambda: self.pkg.decode(stream, store, **self.literal)  # noqa: E731
+            depth = 1 if err.group == "payload" else 2
+        self.switch.off, self.switch.depth, self.switch.last = set(), depth, None
+        first = self._run(action)
+        if type(first).__name__ != expected or self.switch.last is None:
+            raise GenerationError(f"{vid}: the instrumented refdec reports {first!r}, expected {expected}")
+        site = self.switch.last
+        self.switch.off = {site}
+        second = self._run(action, 20.0)
+        self.switch.off = set()
+        where = ", ".join(f"{name.split('.')[-1]}.py:{line}" for name, line in site)
+        problem = None
+        if isinstance(second, self.errors.RefdecError):
+            name = type(second).__name__
+            if model_data is not None or (err.group != "payload" and type(second).group in ("header", "model")) \
+                    or name == expected:
+                problem = (f"{vid}: with the check at {where} ({expected}) switched off, refdec still reports "
+                           f"{name}: the vector breaks a second rule ({second})")
+        if problem and not inherent:
+            raise GenerationError(problem)
+        if inherent and not problem:
+            raise GenerationError(f"{vid}: listed as breaking a second rule inherently ({inherent}), but with "
+                                  f"the check at {where} switched off nothing else rejects it")
 
 
 # --- golden results -------------------------------------------------------------------------------
@@ -752,12 +1437,35 @@ def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=
                 s.id = f"{me.name}.{s.id}"
             valid_entries.append((me, s))
 
+    limit_entries = [] if quick else limit_model_entries()
+    if not quick:
+        valid_entries += limit_specs(limit_entries)
+    streams: dict[str, bytes] = {}
+
+    def stream_of(me, s) -> bytes:
+        if s.id not in streams:
+            if s.stream is not None:
+                streams[s.id] = s.stream()
+            else:
+                z, y = s.latents(me.model, s.width, s.height)
+                streams[s.id] = encode_latents(me.model, z, y, s.rate, s.width, s.height)
+        return streams[s.id]
+
     base_entry = models[0]
     base_spec = next(s for me, s in valid_entries if me is base_entry and s.id.endswith("odd-65x33"))
     bz, by = base_spec.latents(base_entry.model, base_spec.width, base_spec.height)
     base_stream = encode_latents(base_entry.model, bz, by, base_spec.rate, base_spec.width, base_spec.height)
+    # The model-group vectors name an invalid model file from a stream that is valid with the tiny
+    # base model they derive from (so that the model file is their only fault).
+    tiny_data = tiny_base_model()
+    tiny = ModelEntry("tiny-base", tiny_data, parse_model(tiny_data, where="tiny_base_model()"), "tiny base model")
+    tz, ty = latents_random(31)(tiny.model, 65, 33)
+    model_stream = encode_latents(tiny.model, tz, ty, tiny.model.num_rates - 1, 65, 33)
     bad_models = [] if quick else invalid_model_entries()
-    invalid = invalid_specs(base_stream, base_entry, bz, by, bad_models, quick)
+    invalid = invalid_specs(base_stream, base_entry, bz, by, bad_models, quick, model_stream)
+    if not quick:
+        mx, mx_spec = next((me, s) for me, s in valid_entries if me.name == "limits-max")
+        invalid += boundary_invalid_specs(base_stream, base_entry, bz, by, stream_of(mx, mx_spec), mx)
     all_ids = [s.id for _, s in valid_entries] + [s.id for s in invalid]
     if len(set(all_ids)) != len(all_ids):
         raise GenerationError("duplicate vector ids")
@@ -768,6 +1476,22 @@ def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=
         if unknown:
             raise GenerationError(f"--only: unknown vector ids {sorted(unknown)}")
 
+    # Each invalid vector breaks exactly one rule (SingleFaultCheck); a model-group stream is valid
+    # with the tiny base model.
+    chosen = [s for s in invalid if wanted is None or s.id in wanted]
+    if chosen:
+        checker = SingleFaultCheck(models + limit_entries + [tiny])
+        refdec_decode(model_stream, tiny.model)
+        for s in chosen:
+            if s.model.model is None:
+                slug = s.model.name[len("invalid-"):]
+                checker.verify(s.id, s.expected, model_data=s.model.data, inherent=INHERENT_SECOND_RULE.get(slug))
+                if _patched(s.stream, model_id=tiny.model_id) != model_stream:
+                    raise GenerationError(f"{s.id}: not the tiny base model's stream")
+            else:
+                checker.verify(s.id, s.expected, stream=s.stream, inherent=INHERENT_SAME_CLASS.get(s.id))
+        log(f"single-fault check: {len(chosen)} invalid vectors, each breaks one rule")
+
     files: dict[str, bytes] = {}
     stats: dict[str, dict] = {}
     used_models: dict[str, ModelEntry] = {}
@@ -775,13 +1499,13 @@ def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=
     for me, s in valid_entries:
         if wanted is not None and s.id not in wanted:
             continue
-        if s.stream is not None:
-            stream = s.stream()
-        else:
-            z, y = s.latents(me.model, s.width, s.height)
-            stream = encode_latents(me.model, z, y, s.rate, s.width, s.height)
+        stream = stream_of(me, s)
+        streams.pop(s.id, None)
+        if s.check is not None:
+            s.check(stream, me.model)
         image, stages = golden_decode(stream, me.model, device)
         feats, extra = measured_features(me.model, s, stages)
+        feats = sorted(set(feats) | set(s.features))
         measured = vector_stats.measure(me.model, stages)
         stats.setdefault(me.name, {})[s.id] = measured
         if "accumulators" in s.subsets:
@@ -804,7 +1528,7 @@ def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=
         log(f"{s.id}: {len(stream)} bytes, {s.width}x{s.height}, rate {s.rate}")
 
     store = ModelStore()
-    for me in models:
+    for me in models + limit_entries:
         store.add(me.model)
     bad_by_id = {bm.model_id: bm for bm in bad_models}
     if bad_models:
@@ -854,14 +1578,65 @@ def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=
         "vectors": vectors,
     }
     if stats:
-        by_name = {me.name: me for me in models}
+        by_name = {me.name: me for me in models + limit_entries}
         manifest["statistics"] = {"models": {name: vector_stats.summarise(per_vector, by_name[name].model)
                                              for name, per_vector in sorted(stats.items())}}
+    score = mutation_statistics(manifest)
+    if score:
+        manifest.setdefault("statistics", {})["mutation"] = score
     problems = validate_manifest(manifest)
     if problems:
         raise GenerationError("generated manifest is invalid: " + "; ".join(problems[:5]))
     _write(out, files, manifest)
     return manifest
+
+
+# --- the mutation score of the set (tools/mutate.py) -------------------------------------------------
+
+MUTATION_SUMMARY = ROOT / "results" / "mutation" / "summary.json"
+
+
+def vector_set_digest(manifest: dict) -> str:
+    """SHA-256 of a manifest without its statistics.mutation block: the identity of the vector set
+    that a mutation score belongs to (tools/mutate.py records it)."""
+    import hashlib
+    import json
+
+    data = json.loads(json.dumps(manifest))
+    data.get("statistics", {}).pop("mutation", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def mutation_statistics(manifest: dict, summary_path: Path = MUTATION_SUMMARY) -> dict | None:
+    """statistics.mutation of the manifest: the score of the last full run of tools/mutate.py
+    (results/mutation/summary.json) when it was measured on this very vector set, else None."""
+    import json
+
+    if not summary_path.is_file():
+        return None
+    summary = json.loads(summary_path.read_text())
+    if summary.get("vectors_manifest_sha256") != vector_set_digest(manifest) or summary.get("sample") \
+            or summary.get("subsets") or summary.get("selection"):
+        return None
+    t = summary["total"]
+    return {"date": summary["date"], "commit": summary.get("commit", ""), "path": summary["path"],
+            "score": t["score"], "killed": t["killed"], "equivalent": t["equivalent"], "open": t["open"],
+            "mutants": summary["mutants"], "survivors": "results/mutation/survivors.md"}
+
+
+def embed_mutation_score(vectors_dir: Path) -> bool:
+    """Write the score of results/mutation/summary.json into a vector set's manifest and README, as
+    generation would (returns False when the score was measured on another set)."""
+    import json
+
+    manifest = json.loads((vectors_dir / MANIFEST_NAME).read_text())
+    score = mutation_statistics(manifest)
+    if not score:
+        return False
+    manifest.setdefault("statistics", {})["mutation"] = score
+    (vectors_dir / MANIFEST_NAME).write_text(dumps_canonical(manifest))
+    (vectors_dir / "README.md").write_text(readme_text(manifest))
+    return True
 
 
 def check_accumulator_peaks(vid: str, measured: dict, log) -> None:

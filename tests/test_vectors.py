@@ -36,26 +36,67 @@ def test_the_set_is_complete_and_small(manifest):
     # Every error class of clause 11.2 has an invalid vector.
     from refdec.errors import ALL_ERRORS
     assert {v["expected_error"] for v in invalid} == set(ALL_ERRORS)
-    # Every rate index of every valid model, Kodak at every rate of the first model, a large image.
+    # Every rate index of every reference model (those with a rate sweep), Kodak at every rate of
+    # the first model, a large image.
     models = {name: m for name, m in manifest.data["models"].items() if m["valid"]}
-    assert len(models) >= 2
-    for name in models:
+    swept = {v["model"]["name"] for v in valid if "rates" in v["subsets"]}
+    assert len(swept) >= 2 and {"limits-max", "limits-min"} <= set(models)
+    for name in swept:
         rates = {v["header"]["rate_index"] for v in valid if v["model"]["name"] == name}
         assert rates == set(range(len(rates))) and len(rates) >= 6, name
     kodak = [v for v in valid if "kodak" in v["subsets"]]
     assert {v["header"]["rate_index"] for v in kodak if "kodim23" in v["id"]} == set(range(6))
     assert any(v["header"]["width"] * v["header"]["height"] >= 1920 * 1080 for v in valid)
     assert any(v["header"]["width"] == 1 and v["header"]["height"] == 1 for v in valid)
-    # Per model, the accumulator vector reaches the clause 9.5 bound of the worst channel of the
-    # first layer of every network (the clamps reached are printed, for the closing note).
-    for name, st in manifest.data["statistics"]["models"].items():
-        layers = st["layers"]
+    # Per reference model, the accumulator vector reaches the clause 9.5 bound of the worst channel
+    # of the first layer of every network (the clamps reached are printed, for the closing note).
+    peaks = {v["model"]["name"] for v in valid if "accumulators" in v["subsets"]}
+    assert peaks == swept
+    for name in peaks:
+        layers = manifest.data["statistics"]["models"][name]["layers"]
         for first in ("hyper_synthesis.0", "context.3", "context.5", "context.7"):
             assert layers[first]["accumulator_peak"] == layers[first]["channel_bound"], (name, first)
         print(name, {k: (v["clamp_low_vectors"], v["clamp_low_possible"], v["clamp_high_vectors"],
                          v["clamp_high_possible"]) for k, v in layers.items()})
     size = sum(p.stat().st_size for p in VECTORS.rglob("*") if p.is_file())
-    assert size < 21 * 2**20, f"vectors/ is {size / 2**20:.1f} MiB"
+    assert size < 25_000_000, f"vectors/ is {size / 1e6:.1f} MB"
+
+
+def test_both_sides_of_every_limit(manifest):
+    """Issue 20: a valid vector at each limit of clauses 5.2, 5.3, 6.2 and 9.4 and an invalid one
+    past it, each breaking only that limit (refcodec.make_vectors.SingleFaultCheck)."""
+    from refdec import constants as K
+
+    vectors = manifest.data["vectors"]
+    valid = [v for v in vectors if v["kind"] == "valid"]
+    by_id = {v["id"]: v for v in vectors}
+    sizes = {(v["header"]["width"], v["header"]["height"]) for v in valid}
+    # Clause 5.2: W = 8192, H = 8192, W * H = 2^25 decoded; 8193 and 2^25 + 8 rejected.
+    assert any(w == K.MAX_WIDTH for w, _ in sizes) and any(h == K.MAX_HEIGHT for _, h in sizes)
+    assert any(w * h == K.MAX_PIXELS for w, h in sizes)
+    for vid in ("err-width-8193", "err-height-8193", "err-samples-4226x7940"):
+        assert by_id[vid]["expected_error"] == "DimensionsTooLarge", vid
+    # Clause 6.2: payload lengths 4 decoded, 3 rejected; rate index R - 1 decoded, R rejected (R = 64).
+    assert by_id["limits-min.payloads-4-bytes-1x1"]["bitstream"]["bytes"] == 27 + 4 + 4
+    for vid in ("err-z-length-3", "err-y-length-3"):
+        assert by_id[vid]["expected_error"] == "PayloadTooShort", vid
+    assert by_id["limits-max.rate-63-64x64"]["header"]["rate_index"] == 63
+    assert by_id["err-rate-index-64"]["expected_error"] == "RateIndexOutOfRange"
+    assert by_id["err-rate-index-64"]["model"]["name"] == "limits-max"
+    # Clause 5.3: +-Y_MAX and +-Z_MAX decoded (escape-prefix-14), 16384 and -16384 rejected.
+    assert any("escape-prefix-14" in v["features"] for v in valid)
+    for vid in ("err-y-latent-16384", "err-z-latent-minus-16384"):
+        assert by_id[vid]["expected_error"] == "LatentOutOfRange", vid
+    # Clause 9.4: a valid model at the upper and one at the lower limits, and each limit one past.
+    for name in ("shape-hyper-channels-2049", "shape-hyper-channels-0", "shape-latent-channels-228",
+                 "shape-layer-outputs-too-many", "value-num-rates-0", "value-num-rates-65",
+                 "value-inv-gain-shift-negative", "value-inv-gain-shift", "value-synthesis-input-clip-zero",
+                 "value-synthesis-input-clip", "value-clip-zero", "value-clip-32768", "value-shift",
+                 "value-inv-gain-negative", "value-inv-gain-too-large", "value-z-count-zero",
+                 "value-z-count-too-large", "value-z-cdf-total", "value-z-window-low", "value-z-window-high",
+                 "value-weight-int16-min", "value-weight-int8-min", "accumulator-synthesis-0"):
+        assert f"err-model-{name}" in by_id, name
+    assert "limits" in manifest.data["subsets"]
 
 
 LITERAL_SAMPLES = 1 << 16  # the vectors the literal path decodes in CI (and the coverage gate's default)
@@ -124,8 +165,9 @@ def test_coverage_gate(tmp_path):
 
 @pytest.mark.slow
 def test_committed_vectors_regenerate(manifest, tmp_path):
-    """Three latent-domain vectors regenerate byte for byte from the models the manifest records
-    (image-domain streams depend on the float analysis transform; clause 11.5.1)."""
+    """Six latent-domain vectors, three of them boundary vectors, regenerate byte for byte from the
+    models the manifest records (image-domain streams depend on the float analysis transform; clause
+    11.5.1); the invalid ones pass the single-fault check on the way."""
     pytest.importorskip("torch")
     from refcodec.make_vectors import generate
 
@@ -133,7 +175,9 @@ def test_committed_vectors_regenerate(manifest, tmp_path):
     vectors = manifest.data["vectors"]
     latent = [v["id"] for v in vectors if v["kind"] == "valid" and not {"images", "kodak", "large"} & set(v["subsets"])]
     invalid = [v["id"] for v in vectors if v["kind"] == "invalid"]
-    chosen = sorted({latent[0], next(i for i in latent if "accumulator" in i), invalid[-1]})
+    # ... and boundary vectors: a valid stream of a limit model, invalid ones one past a limit.
+    chosen = sorted({latent[0], next(i for i in latent if "accumulator" in i), invalid[-1],
+                     "limits-min.payloads-4-bytes-1x1", "err-samples-4226x7940", "err-model-shape-hyper-channels-2049"})
     models = [VECTORS / "models" / name for name in opts["models"]]
     data = generate(tmp_path, models, quick=opts["quick"], only=chosen, log=lambda msg: None)
     by_id = {v["id"]: v for v in vectors}

@@ -389,6 +389,17 @@ that the summary names (`--evidence-dir`; `--keep-all` keeps passing outputs too
 
 # --- Clause 11.5.1: the README of a vector set --------------------------------------------------
 
+def _mutation_lines(data: dict) -> list[str]:
+    """The mutation score that tools/mutate.py measured on this set (statistics.mutation), if any."""
+    m = data.get("statistics", {}).get("mutation")
+    if not m:
+        return []
+    return ["", f"Mutation score on {m['date']} (`python tools/mutate.py`, {m['path']} path): {m['score']}% of the "
+            f"non-equivalent mutants of refdec's normative modules are killed by this set ({m['killed']} killed, "
+            f"{m['equivalent']} equivalent, {m['open']} open, of {m['mutants']}); every survivor and why it is "
+            f"equivalent: `{m['survivors']}`."]
+
+
 def readme_text(data: dict) -> str:
     """Informative: the README of a vector set, generated from its manifest: one line per vector."""
     gen = data["generator"]
@@ -398,6 +409,7 @@ def readme_text(data: dict) -> str:
         f"Generated from `{MANIFEST_NAME}` (manifest version {data['manifest_version']}, bitstream version "
         f"{data['bitstream_version']}) by `{gen.get('command', 'python -m refcodec.make_vectors')}`; do not edit.",
         "Spec clause 11.5 describes the vector set, the manifest and the check procedure.",
+        *_mutation_lines(data),
         "",
         "Check a decoder:",
         "",

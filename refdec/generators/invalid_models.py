@@ -952,3 +952,75 @@ def check(models: list[InvalidModel]) -> None:
                                f"{type(exc).__name__}: {exc}") from exc
         else:
             raise RuntimeError(f"invalid model {m.name!r}: accepted by parse_model, expected {m.expected_error}")
+
+
+# --- boundary and single-fault models (refcodec.make_vectors, issue 20) ---------------------------
+#
+# One past each limit of clauses 5.2 and 9.4 that the groups above do not reach, and single-fault
+# versions of files that the groups above make with a second flaw: each file here breaks one rule
+# and passes every other check of clause 9.4 (refcodec.make_vectors verifies it by switching that
+# check off). Kept apart from the groups above, which other work extends.
+
+def _boundary_format(b: _Base):
+    raw = bytearray(b.member("inv_gain.npy"))
+    raw[6:8] = b"\x01\x01"
+    yield ("npy-version-1-1", b.with_members({"inv_gain.npy": bytes(raw)}), "9.1",
+           "member inv_gain.npy marked .npy format version 1.1 (its layout that of 1.0); only 1.0 is allowed")
+    h = b.h()
+    h["provenance"] = {"generator": "refdec.invalid_models", "value": "@@nan@@"}
+    yield ("header-nan-in-provenance", b.with_header_json(h, {"@@nan@@": "NaN"}), "9.2",
+           "NaN inside the informative provenance object, where any JSON value is allowed: NaN is not JSON")
+    h = b.h()
+    h["weight_bits"] = "@@bits@@"
+    yield ("header-weight-bits-16-0", b.with_header_json(h, {"@@bits@@": f"{b.header['weight_bits']}.0"}), "9.2",
+           f"header weight_bits is {b.header['weight_bits']}.0, equal to the profile's bits but not an integer")
+
+
+def _boundary_shapes(b: _Base):
+    for cz, what in ((MAX_CHANNELS + 1, "one past 2048"), (0, "below 1")):
+        h, arrays = b.h(), b.a()
+        h["hyper_channels"] = cz
+        arrays["hyper_synthesis.0.weight"] = _pad_axis(arrays["hyper_synthesis.0.weight"], 1, cz)
+        for name in ("z_lo", "z_count"):
+            arrays[name] = _pad_axis(arrays[name], 0, cz, value=int(arrays[name][-1]))
+        arrays["z_cdf"] = np.concatenate([arrays["z_cdf"]] + [arrays["z_cdf"][-1:]] * max(0, cz - b.cz))[:cz]
+        yield (f"shape-hyper-channels-{cz}", b.file(h, arrays), "5.2",
+               f"C_z = {cz} ({what}, clause 5.2) with every shape consistent: hyper_synthesis.0 has {cz} inputs, "
+               f"z_lo, z_count and z_cdf {cz} rows")
+
+
+def _boundary_values(b: _Base):
+    h = b.h()
+    h["inv_gain_shift"] = -1
+    yield ("value-inv-gain-shift-negative", b.file(header=h), "9.2", "header inv_gain_shift -1, outside 0..27")
+    h = b.h()
+    h["synthesis_input_clip"] = 0
+    yield ("value-synthesis-input-clip-zero", b.file(header=h), "9.2",
+           f"header synthesis_input_clip 0, outside 1..{K.ACT16_MAX}")
+    h = b.h()
+    h["clip"]["gather.3"] = K.ACT16_MAX + 1
+    yield ("value-clip-32768", b.file(header=h), "9.2",
+           f"header clip of gather.3 is {K.ACT16_MAX + 1}, one past {K.ACT16_MAX}")
+    arrays = b.a()
+    arrays["context.7.weight"][0, 0, 6, 0] = 1
+    yield ("value-causal-mask-context-7-below", b.file(arrays=arrays), "5.1",
+           "context.7.weight[0, 0, 6, 0] = 1: non-zero in the last kernel row, below the current position")
+    counts = b.arrays["z_count"].astype(np.int64)
+    c = int(np.argmax(counts))
+    arrays = b.a()
+    arrays["z_cdf"][c, 1] = 0
+    yield ("value-z-cdf-first-frequency-zero", b.file(arrays=arrays), "9.4",
+           f"z_cdf[{c}][1] = 0 = z_cdf[{c}][0]: the first window symbol has frequency 0")
+
+
+BOUNDARY_GROUPS = ((_boundary_format, FORMAT), (_boundary_shapes, SHAPE), (_boundary_values, VALUE))
+
+
+def boundary_invalid_models(base: bytes) -> list[InvalidModel]:
+    """Informative: the boundary and single-fault invalid model files derived from a valid model
+    file's bytes, checked as invalid_models() checks its own."""
+    b = _Base(base)
+    models = [InvalidModel(name=name, data=data, expected_error=error, clause=clause, description=description)
+              for group, error in BOUNDARY_GROUPS for name, data, clause, description in group(b)]
+    check(models)
+    return models
