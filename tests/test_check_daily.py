@@ -351,7 +351,7 @@ def test_a_real_report_matches_the_published_schema(tmp_path, small_set):
     problems = validate(bad, schema)
     assert len(problems) == 3, problems
     # Clause 11.5.5 names every key of the report.
-    text = (SPEC_DIR / "08-conformance.md").read_text().split("### 11.5.5")[1].split("### 11.5.6")[0]
+    text = (SPEC_DIR / "11-conformance.md").read_text().split("### 11.5.5")[1].split("### 11.5.6")[0]
     for key in list(schema["properties"]) + list(RESULT_KEYS) + list(SUMMARY_KEYS):
         assert f"`{key}`" in text, key
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .. import constants
+from ..architecture import LAYERS
 from ..errors import ALL_ERRORS
 from ..stages import STAGE_ORDER
 from .hashes import sha256_hex
@@ -461,7 +462,9 @@ def readme_text(data: dict) -> str:
                 return "never"
             return str(st[f"clamp_{side}_vectors"])
 
-        for name, st in st_model["layers"].items():
+        # Decoding order (clause 5): the manifest's JSON keys are sorted alphabetically.
+        order = {spec.name: i for i, spec in enumerate(LAYERS)}
+        for name, st in sorted(st_model["layers"].items(), key=lambda item: order.get(item[0], len(order))):
             bound = st["channel_bound"]
             share = st["accumulator_peak"] / bound if bound else 0.0
             lines.append(f"| {name} | {st['accumulator_peak']} | {st['peak_over_2^31']:.4f} | {share:.4f} | "
