@@ -35,7 +35,6 @@ import importlib.abc
 import importlib.util
 import inspect
 import os
-import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,9 +42,11 @@ from pathlib import Path
 import numpy as np
 import PIL
 
-from refdec import constants as K
+from refdec.constants import (ACT16_MAX, CONTEXT_INPUT_MAX, MAX_HALF_WINDOW, MAX_INV_GAIN_SHIFT, MAX_SHIFT,
+                              NUM_MIXTURES, VERSION, Y_MAX, Z_MAX)
+from refdec import constants
 from refdec.architecture import BY_NAME, CONTEXT, GATHER, HYPER_SYNTHESIS, OUTPUT_LAYER, SYNTHESIS, causal_mask, padded_sizes
-from refdec.bitstream import HEADER_SIZE
+from refdec.bitstream import HEADER_LAYOUT, HEADER_SIZE
 from refdec.stages import STAGE_ORDER
 from refdec.conformance.hashes import sample_hash, sha256_hex, stage_hash
 from refdec.conformance.images import png_bytes
@@ -66,7 +67,6 @@ from . import vector_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = ROOT / "refdec" / "models"
-_HEADER = struct.Struct(">4sBBHHB8sII")
 
 # Clauses every valid stream exercises (clause 11.5.2 "clauses").
 COMMON_VALID_CLAUSES = ["4.1", "4.2", "4.3", "4.4", "4.5", "4.6", "5.1", "5.4", "6.1", "6.2",
@@ -165,9 +165,9 @@ def latents_extreme(model, w, h):
     """Every latent at +-Y_MAX / +-Z_MAX in a checkerboard: every symbol escapes with a 14-bit
     suffix, and the clips of clauses 7.4, 7.6 and 7.11 saturate."""
     hz, wz, hy, wy = padded_sizes(w, h)
-    z = np.fromfunction(lambda c, y, x: np.where((c + y + x) % 2 == 0, K.Z_MAX, -K.Z_MAX),
+    z = np.fromfunction(lambda c, y, x: np.where((c + y + x) % 2 == 0, Z_MAX, -Z_MAX),
                         (model.hyper_channels, hz, wz), dtype=np.int64)
-    y = np.fromfunction(lambda c, yy, x: np.where((c + yy + x) % 2 == 0, K.Y_MAX, -K.Y_MAX),
+    y = np.fromfunction(lambda c, yy, x: np.where((c + yy + x) % 2 == 0, Y_MAX, -Y_MAX),
                         (model.latent_channels, hy, wy), dtype=np.int64)
     return z.astype(np.int64), y.astype(np.int64)
 
@@ -195,10 +195,10 @@ def latents_accumulator_peaks(seed):
     accumulator values these layers can ever produce. Needs 256 x 256 (16 x 16 latents)."""
     def make(model, w, h):
         z, y = random_latents(model, w, h, seed=seed)
-        ctx = K.CONTEXT_INPUT_MAX
+        ctx = CONTEXT_INPUT_MAX
         py, px = ACCUMULATOR_TARGETS["hyper_synthesis.0"]
         z[:, py - 1: py + 2, px - 1: px + 2] = _extreme_window(model.layers["hyper_synthesis.0"], ctx, False)
-        for k in K.CONTEXT_KERNELS:
+        for k in constants.CONTEXT_KERNELS:
             layer = model.layers[f"context.{k}"]
             win = _extreme_window(layer, ctx, True)
             py, px = ACCUMULATOR_TARGETS[layer.name]
@@ -209,7 +209,7 @@ def latents_accumulator_peaks(seed):
                     if mask[ky, kx]:
                         y[:, py + ky - p, px + kx - p] = win[:, ky, kx]
         # synthesis.0 reads S0 = Clip3(-A0, A0, Round2(y * g, G)): +-Y_MAX saturates where g allows.
-        win = _extreme_window(model.layers["synthesis.0"], 1, False) * K.Y_MAX
+        win = _extreme_window(model.layers["synthesis.0"], 1, False) * Y_MAX
         py, px = ACCUMULATOR_TARGETS["synthesis.0"]
         y[:, py - 1: py + 2, px - 1: px + 2] = win
         return z, y
@@ -244,9 +244,9 @@ def latents_clamp_search(seed, tries: int = 64):
         best, best_count = None, -1
         rate = model.num_rates - 1
         for _ in range(tries):
-            levels = np.array([0, 1, 4, 16, 64, 255, 1024, K.Y_MAX])
+            levels = np.array([0, 1, 4, 16, 64, 255, 1024, Y_MAX])
             ym = levels[rng.integers(0, len(levels), size=(model.latent_channels, 1, 1))]
-            zm = np.minimum(levels[rng.integers(0, len(levels), size=(model.hyper_channels, 1, 1))], K.Z_MAX)
+            zm = np.minimum(levels[rng.integers(0, len(levels), size=(model.hyper_channels, 1, 1))], Z_MAX)
             y = ym * rng.choice([-1, 1], size=(model.latent_channels, hy, wy))
             z = zm * rng.choice([-1, 1], size=(model.hyper_channels, hz, wz))
             count = len(clamps_reached(model, z, y, rate))
@@ -274,7 +274,7 @@ def latents_escape(seed):
         cy, hy, wy = y.shape
         for c in range(cz):
             lo, n = int(model.z_lo[c]), int(model.z_count[c])
-            picks = [lo - 1, lo + n, K.Z_MAX, -K.Z_MAX, lo - 37, lo + n + 300]
+            picks = [lo - 1, lo + n, Z_MAX, -Z_MAX, lo - 37, lo + n + 300]
             flat = z[c].reshape(-1)
             for i in range(min(flat.size, 1 + c % 3)):
                 flat[(i * 7 + c) % flat.size] = picks[(c + i) % len(picks)]
@@ -285,7 +285,7 @@ def latents_escape(seed):
             lo, hi = _y_windows(model, z, y)
             for c in range(cy):
                 choice = (k + c) % 6
-                y[c, py, px] = [int(hi[py, px, c]) + 1, int(lo[py, px, c]) - 1, K.Y_MAX, -K.Y_MAX,
+                y[c, py, px] = [int(hi[py, px, c]) + 1, int(lo[py, px, c]) - 1, Y_MAX, -Y_MAX,
                                 int(hi[py, px, c]) + 1000, int(lo[py, px, c]) - 255][choice]
         return z, y
     return make
@@ -376,12 +376,12 @@ def limits_max_model() -> bytes:
     with C(n_w) = 65535, z windows reaching -Z_MAX and Z_MAX; gather.6 drives the mixture
     parameters of LIMIT_MIXTURES."""
     cy, cz, rates = 227, 2048, 64
-    top = K.ACT16_MAX
+    top = ACT16_MAX
     delivered = {name: 1 for name in BY_NAME}
     delivered["gather.0"] = 2048
-    delivered["gather.6"] = 3 * K.NUM_MIXTURES * cy
+    delivered["gather.6"] = 3 * NUM_MIXTURES * cy
     delivered[OUTPUT_LAYER] = 3
-    header = _limit_header("W16A16", cy, cz, rates, K.MAX_INV_GAIN_SHIFT, top, top,
+    header = _limit_header("W16A16", cy, cz, rates, MAX_INV_GAIN_SHIFT, top, top,
                            "limits-max: a model at the upper limits of clauses 5.2 and 9.4 (conformance vectors)")
     in_max = input_bounds(header)
     arrays = _limit_arrays("W16A16", cy, cz, delivered, in_max, {"gather.1": 1, "synthesis.0": 2, "gather.0": 30})
@@ -392,13 +392,13 @@ def limits_max_model() -> bytes:
     # accumulator is 2^31 - 1, and Round2(2^31 - 1, 27) needs the 32-bit form of clause 4.2.
     arrays["gather.2.weight"][:] = top
     arrays["gather.2.bias"][:] = (1 << 31) - 1 - top * in_max["gather.2"]
-    arrays["gather.2.shift"][:] = K.MAX_SHIFT
+    arrays["gather.2.shift"][:] = MAX_SHIFT
     # gather.3: weight -32767, shift 0: its clamps at -A and A are reachable.
     arrays["gather.3.weight"][:] = -top
     arrays["gather.3.bias"][:] = 12345
     arrays["gather.3.shift"][:] = 0
     # gather.6: P = Clip3(-A, A, b), the parameters of LIMIT_MIXTURES cycled over the channels.
-    nk = K.NUM_MIXTURES
+    nk = NUM_MIXTURES
     arrays["gather.6.weight"][:] = 0
     arrays["gather.6.shift"][:] = 0
     bias = np.zeros(3 * nk * cy, dtype=np.int64)
@@ -415,7 +415,7 @@ def limits_max_model() -> bytes:
     gain[-1, 0], gain[-1, 1], gain[-1, 2] = 65536, 0, 1
     arrays["inv_gain"] = gain.astype(np.int32)
     ramp = [0] + [64 * j - 1 for j in range(1, 1025)]
-    rows = [(-512, ramp), (-K.Z_MAX, [0, 30000, 60000]), (K.Z_MAX - 1, [0, 5000, 65535])]
+    rows = [(-512, ramp), (-Z_MAX, [0, 30000, 60000]), (Z_MAX - 1, [0, 5000, 65535])]
     rows += [(-1 - c % 3, [0, 20000 + c % 7, 45000, 60000 + c % 11]) for c in range(3, cz)]
     arrays.update(_z_tables(rows))
     data = serialize_model(header, arrays)
@@ -436,7 +436,7 @@ def limits_min_model() -> bytes:
     of 2^25 samples has a small golden PNG."""
     cy, cz = 1, 3
     delivered = {name: 1 for name in BY_NAME}
-    delivered["gather.6"] = 3 * K.NUM_MIXTURES * cy
+    delivered["gather.6"] = 3 * NUM_MIXTURES * cy
     delivered[OUTPUT_LAYER] = 3
     header = _limit_header("W8A16", cy, cz, 1, 0, 1, 1,
                            "limits-min: a model at the lower limits of clauses 5.2 and 9.4 (conformance vectors)")
@@ -447,7 +447,7 @@ def limits_min_model() -> bytes:
     arrays[f"{OUTPUT_LAYER}.weight"][:] = 0
     arrays[f"{OUTPUT_LAYER}.bias"] = np.array([-5, 300, 128], dtype=np.int32)
     arrays["inv_gain"] = np.array([[1]], dtype=np.int32)
-    arrays.update(_z_tables([(0, RENORM_Z_CDF), (-K.Z_MAX, (0, 65535)), (K.Z_MAX, (0, 1))]))
+    arrays.update(_z_tables([(0, RENORM_Z_CDF), (-Z_MAX, (0, 65535)), (Z_MAX, (0, 1))]))
     data = serialize_model(header, arrays)
     parse_model(data, where="limits_min_model()")
     return data
@@ -557,10 +557,10 @@ def latents_limits_max(seed):
         hz, wz, hy, wy = padded_sizes(w, h)
         z = rng.integers(-3, 4, size=(model.hyper_channels, hz, wz))
         z[0] = rng.integers(-512, 512, size=(hz, wz))
-        z[1], z[2] = -K.Z_MAX, K.Z_MAX
-        z[3, 0, 0], z[4, 0, 0] = K.Z_MAX, -K.Z_MAX  # escapes to the limits
+        z[1], z[2] = -Z_MAX, Z_MAX
+        z[3, 0, 0], z[4, 0, 0] = Z_MAX, -Z_MAX  # escapes to the limits
         y = rng.integers(-600, 601, size=(model.latent_channels, hy, wy))
-        y[:, 0, 0] = np.where(np.arange(model.latent_channels) % 2, K.Y_MAX, -K.Y_MAX)
+        y[:, 0, 0] = np.where(np.arange(model.latent_channels) % 2, Y_MAX, -Y_MAX)
         y[5::7] = rng.integers(-2, 3, size=y[5::7].shape)
         return z.astype(np.int64), y.astype(np.int64)
     return make
@@ -585,8 +585,8 @@ def latents_min_strip(seed, edge: int = 8):
     def make(model, w, h):
         rng = np.random.default_rng(seed)
         hz, wz, hy, wy = padded_sizes(w, h)
-        z = np.stack([rng.integers(0, 3, size=(hz, wz)), np.full((hz, wz), -K.Z_MAX),
-                      np.full((hz, wz), K.Z_MAX - 1)]).astype(np.int64)
+        z = np.stack([rng.integers(0, 3, size=(hz, wz)), np.full((hz, wz), -Z_MAX),
+                      np.full((hz, wz), Z_MAX - 1)]).astype(np.int64)
         y = np.zeros((model.latent_channels, hy, wy), dtype=np.int64)
         ends = rng.integers(-40, 41, size=(model.latent_channels, hy, wy))
         keep = np.zeros((hy, wy), dtype=bool)
@@ -625,20 +625,20 @@ def limit_specs(limit_entries: list) -> list[tuple]:
                               ["5.2", "5.3", "6.2", "7.8", "7.9", "7.11", "9.4", "9.5"], L,
                               ["rate-index-r-minus-1", "model-upper-limits"])))
     out.append((mn, ValidSpec(f"{mn.name}.payloads-4-bytes-1x1", 1, 1, 0,
-                              latents_limits_min([[2], [-K.Z_MAX], [K.Z_MAX - 1]]),
+                              latents_limits_min([[2], [-Z_MAX], [Z_MAX - 1]]),
                               "model at the lower limits (R = 1, G = 0, shifts 0, clips 1, z_count 1); both payloads "
                               "have the smallest length, 4 bytes (clause 6.2)", ["5.2", "6.2", "8.2", "9.4"], L,
                               ["payload-length-4", "model-lower-limits"], check=_payloads_of_4_bytes)))
     out.append((mn, ValidSpec(f"{mn.name}.renorm-128x64", 128, 64, 0,
-                              latents_limits_min([[0, 1], [-K.Z_MAX, -K.Z_MAX + 3], [K.Z_MAX, K.Z_MAX - 2]],
-                                                 [K.Y_MAX, -K.Y_MAX, 0, 1, -1, 300, 0, 0]),
+                              latents_limits_min([[0, 1], [-Z_MAX, -Z_MAX + 3], [Z_MAX, Z_MAX - 2]],
+                                                 [Y_MAX, -Y_MAX, 0, 1, -1, 300, 0, 0]),
                               "R = 2^24 exactly after the first two z symbols: no renormalisation (clause 8.3); "
                               "a z symbol of frequency 1, z at -Z_MAX and Z_MAX, y at -Y_MAX and Y_MAX",
                               ["5.3", "8.3", "7.3", "9.4"], L, ["range-2-24", "z-frequency-1"],
                               check=_range_reaches_2_24)))
     width, height = LARGEST
     out.append((mn, ValidSpec(f"{mn.name}.size-{width}x{height}", width, height, 0,
-                              latents_limits_min([[2], [-K.Z_MAX], [K.Z_MAX - 1]]),
+                              latents_limits_min([[2], [-Z_MAX], [Z_MAX - 1]]),
                               f"the most samples, W * H = 2^25 (clause 5.2), with W = 8192: {padded_sizes(width, height)[2]}"
                               f" x {padded_sizes(width, height)[3]} latent positions; the model's output is constant",
                               ["5.2", "5.4", "7.5", "7.12", "7.13"], L + ["large"], ["samples-2-25", "width-8192"])))
@@ -705,14 +705,14 @@ def measured_features(model, spec: ValidSpec, stages: dict) -> tuple[list, list]
         feats.add("escape-m0")
     if any(f.startswith("escape") for f in feats):
         clauses |= {"7.10", "8.4"}
-    if (np.abs(z) > K.CONTEXT_INPUT_MAX).any():
+    if (np.abs(z) > CONTEXT_INPUT_MAX).any():
         feats.add("hyper-input-clip")
-    if (np.abs(y) > K.CONTEXT_INPUT_MAX).any():
+    if (np.abs(y) > CONTEXT_INPUT_MAX).any():
         feats.add("context-input-clip")
     a0 = int(model.header["synthesis_input_clip"])
     if (np.abs(stages["synthesis_input"]) == a0).any():
         feats.add("synthesis-input-clip")
-    if ((hi - lo) == 2 * K.MAX_HALF_WINDOW).any():
+    if ((hi - lo) == 2 * MAX_HALF_WINDOW).any():
         feats.add("window-129")
     if (y == 0).all():
         feats.add("zero-latents")
@@ -796,13 +796,13 @@ def crafted_payload_last(symbols, n: int, action) -> bytes:
 
 
 def _header(stream: bytes) -> list:
-    return list(_HEADER.unpack_from(stream))
+    return list(HEADER_LAYOUT.unpack_from(stream))
 
 
 def _with_header(fields, z_payload: bytes, y_payload: bytes) -> bytes:
     f = list(fields)
     f[7], f[8] = len(z_payload), len(y_payload)
-    return _HEADER.pack(*f) + z_payload + y_payload
+    return HEADER_LAYOUT.pack(*f) + z_payload + y_payload
 
 
 def _patched(stream: bytes, **changes) -> bytes:
@@ -810,7 +810,7 @@ def _patched(stream: bytes, **changes) -> bytes:
     f = _header(stream)
     for k, v in changes.items():
         f[names.index(k)] = v
-    return _HEADER.pack(*f) + stream[HEADER_SIZE:]
+    return HEADER_LAYOUT.pack(*f) + stream[HEADER_SIZE:]
 
 
 @dataclass
@@ -959,11 +959,11 @@ def boundary_invalid_specs(base_stream: bytes, base: ModelEntry, z, y, max_strea
                     "stream length, which a 32-bit sum wraps to the stream length (clause 4.1)", ["4.1", "6.2"],
                     H + L, ["payload-past-end"], base),
         InvalidSpec("err-y-latent-16384", "LatentOutOfRange",
-                    _with_header(f, zp, crafted_payload(_y_symbols(m, z, y), n_y // 2, K.Y_MAX + 1)),
+                    _with_header(f, zp, crafted_payload(_y_symbols(m, z, y), n_y // 2, Y_MAX + 1)),
                     "y escape to exactly Y_MAX + 1 = 16384, one past the limit (clause 5.3)", ["5.3", "7.10"], P + L,
                     ["latent-out-of-range", "y-payload"], base),
         InvalidSpec("err-z-latent-minus-16384", "LatentOutOfRange",
-                    _with_header(f, crafted_payload(z_symbols(m, z), n_z // 2, -K.Z_MAX - 1), yp),
+                    _with_header(f, crafted_payload(z_symbols(m, z), n_z // 2, -Z_MAX - 1), yp),
                     "z escape to exactly -Z_MAX - 1 = -16384, one past the limit (clause 5.3)", ["5.3", "7.10"],
                     P + L, ["latent-out-of-range", "z-payload"], base),
         InvalidSpec("err-rate-index-64", "RateIndexOutOfRange", _patched(max_stream, rate_index=64),
@@ -1568,7 +1568,7 @@ def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=
         "" if default_models else "".join(f" --model {arg(p)}" for p in model_paths)) + (
         f" --checkpoint {arg(checkpoint)}" if checkpoint else "") + (f" --kodak {arg(kodak)}" if kodak else "")
     manifest = {
-        "format": MANIFEST_FORMAT, "manifest_version": MANIFEST_VERSION, "bitstream_version": K.VERSION,
+        "format": MANIFEST_FORMAT, "manifest_version": MANIFEST_VERSION, "bitstream_version": VERSION,
         "spec": "refdec specification, bitstream version 1 (spec/); vectors: clause 11.5",
         "generator": {"command": command, "golden_decoder": "refcodec.int_decoder", "pillow": PIL.__version__,
                       "cross_checked_with": "refdec.decoder", "options": options},

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refdec import constants as K
+from refdec.constants import CONTEXT_INPUT_MAX
 from refdec.architecture import CONTEXT, GATHER, HYPER_SYNTHESIS, SYNTHESIS, causal_mask
 from refdec.model_file import input_bounds
 
@@ -22,7 +22,7 @@ ROWS_PER_BLOCK = 32  # output rows per product, to bound memory on large images
 
 def layer_inputs(model, stages: dict) -> dict:
     """Each layer's input (C, H, W) as clause 7 defines it, from the clause 11.3 stage tensors."""
-    clip = K.CONTEXT_INPUT_MAX
+    clip = CONTEXT_INPUT_MAX
     q = np.clip(stages["y_hat"], -clip, clip)
     inputs = {HYPER_SYNTHESIS[0].name: np.clip(stages["z_hat"], -clip, clip)}
     for net in (HYPER_SYNTHESIS, GATHER, SYNTHESIS):

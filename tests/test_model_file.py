@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from refdec import constants as K
+from refdec.constants import MAX_CHANNELS, MAX_SHIFT
 from refdec import model_file
 from refdec.architecture import CONTEXT, LAYER_NAMES, causal_mask
 from refdec.errors import (AccumulatorOverflowRisk, ModelError, ModelFormatError, ModelShapeError,
@@ -602,7 +602,7 @@ def test_channel_limit_is_inclusive(base):
     _resize_in(arrays, "hyper_synthesis.1", 512)
     model = parse_model(build(header, arrays))
     assert model.layers["gather.0"].weight.shape[0] == 2048
-    assert model_file.MAX_CHANNELS == K.MAX_CHANNELS == 2048
+    assert model_file.MAX_CHANNELS == MAX_CHANNELS == 2048
 
 
 def test_latent_channels_at_most_227():
@@ -772,7 +772,7 @@ def test_random_model_shifts_stay_within_27():
     for kwargs in ({}, {"act_clip": 1}, {"act_clip": 32767}, {"profile": "W8A16", "act_clip": 1}):
         _, model = random_model(9, **kwargs)
         assert 0 <= min(int(layer.shift.min()) for layer in model.layers.values())
-        assert max(int(layer.shift.max()) for layer in model.layers.values()) <= K.MAX_SHIFT
+        assert max(int(layer.shift.max()) for layer in model.layers.values()) <= MAX_SHIFT
 
 
 # --- clause 9.5: the accumulator bound [AccumulatorOverflowRisk] --------------------------------

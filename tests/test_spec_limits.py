@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from conftest import SPEC_DIR
-from refdec import constants as K
+from refdec.constants import MAX_HEIGHT, MAX_WIDTH
+from refdec import constants
 from refdec.architecture import padded_sizes
 
 
@@ -13,10 +14,10 @@ def _largest_grid():
     """(Hz * Wz, W, H) of the image with the most hyper-latent positions within clause 5.2: for each
     number of positions a, b, the smallest width and height that reach it (64 a - 63, 64 b - 63)."""
     best = (0, 0, 0)
-    for a in range(1, K.MAX_WIDTH // 64 + 1):
-        for b in range(1, K.MAX_HEIGHT // 64 + 1):
+    for a in range(1, MAX_WIDTH // 64 + 1):
+        for b in range(1, MAX_HEIGHT // 64 + 1):
             w, h = 64 * a - 63, 64 * b - 63
-            if w * h <= K.MAX_PIXELS and a * b > best[0]:
+            if w * h <= constants.MAX_PIXELS and a * b > best[0]:
                 best = (a * b, w, h)
     return best
 
@@ -31,7 +32,7 @@ def test_clause_5_2_states_the_bounds_of_the_limits():
     assert f"`W x H = {w} x {h}`" in clause and f"`Wz = {wz}` and `Hz = {hz}`" in clause
     assert f"`16 * {positions} = {16 * positions}`" in clause
     assert f"`4096 * {positions} = {4096 * positions}`" in clause
-    largest = padded_sizes(K.MAX_WIDTH, K.MAX_HEIGHT)
+    largest = padded_sizes(MAX_WIDTH, MAX_HEIGHT)
     assert "`Hz <= 128` and `Wz <= 128`" in clause and largest[:2] == (128, 128)
     assert "`Hy`, `Wy <= 512`" in clause and largest[2:] == (512, 512)
     # The example of the text: 8192 x 4096 (2^25 samples) has 8192 hyper-latent positions.
@@ -45,9 +46,9 @@ def test_clause_5_2_states_the_bounds_of_the_limits():
 def test_no_image_within_the_limits_exceeds_the_bounds():
     """Every width and height up to the limits (a sample per 64: the counts change only there)."""
     worst = 0
-    for w in list(range(1, K.MAX_WIDTH + 1, 64)) + [K.MAX_WIDTH]:
-        for h in list(range(1, K.MAX_HEIGHT + 1, 64)) + [K.MAX_HEIGHT]:
-            if w * h <= K.MAX_PIXELS:
+    for w in list(range(1, MAX_WIDTH + 1, 64)) + [MAX_WIDTH]:
+        for h in list(range(1, MAX_HEIGHT + 1, 64)) + [MAX_HEIGHT]:
+            if w * h <= constants.MAX_PIXELS:
                 hz, wz, _, _ = padded_sizes(w, h)
                 worst = max(worst, hz * wz)
     assert worst == _largest_grid()[0] == 8375

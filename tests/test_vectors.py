@@ -65,15 +65,15 @@ def test_the_set_is_complete_and_small(manifest):
 def test_both_sides_of_every_limit(manifest):
     """Issue 20: a valid vector at each limit of clauses 5.2, 5.3, 6.2 and 9.4 and an invalid one
     past it, each breaking only that limit (refcodec.make_vectors.SingleFaultCheck)."""
-    from refdec import constants as K
+    from refdec.constants import MAX_HEIGHT, MAX_PIXELS, MAX_WIDTH
 
     vectors = manifest.data["vectors"]
     valid = [v for v in vectors if v["kind"] == "valid"]
     by_id = {v["id"]: v for v in vectors}
     sizes = {(v["header"]["width"], v["header"]["height"]) for v in valid}
     # Clause 5.2: W = 8192, H = 8192, W * H = 2^25 decoded; 8193 and 2^25 + 8 rejected.
-    assert any(w == K.MAX_WIDTH for w, _ in sizes) and any(h == K.MAX_HEIGHT for _, h in sizes)
-    assert any(w * h == K.MAX_PIXELS for w, h in sizes)
+    assert any(w == MAX_WIDTH for w, _ in sizes) and any(h == MAX_HEIGHT for _, h in sizes)
+    assert any(w * h == MAX_PIXELS for w, h in sizes)
     for vid in ("err-width-8193", "err-height-8193", "err-samples-4226x7940"):
         assert by_id[vid]["expected_error"] == "DimensionsTooLarge", vid
     # Clause 6.2: payload lengths 4 decoded, 3 rejected; rate index R - 1 decoded, R rejected (R = 64).

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import constants as K
+from ..constants import ACT16_MAX, CONTEXT_INPUT_MAX, MAX_INV_GAIN_SHIFT, NUM_MIXTURES, Z_MAX
 from ..architecture import BY_NAME, CONTEXT, GATHER, HYPER_SYNTHESIS, LAYER_NAMES, LAYERS, OUTPUT_LAYER, SYNTHESIS, \
     causal_mask
 from ..errors import ALL_ERRORS, ModelError
@@ -71,7 +71,7 @@ def _delivered_channels(cy: int) -> dict[str, int]:
     """Channels each layer delivers to the next (after depth-to-space): 1 everywhere except
     gather.6 (3 K C_y, clause 5.1) and synthesis.6 (3)."""
     outs = {name: 1 for name in LAYER_NAMES}
-    outs[GATHER[-1].name] = 3 * K.NUM_MIXTURES * cy
+    outs[GATHER[-1].name] = 3 * NUM_MIXTURES * cy
     outs[OUTPUT_LAYER] = 3
     return outs
 
@@ -672,9 +672,9 @@ def _shapes(b: _Base):
     arrays["inv_gain"] = _pad_axis(arrays["inv_gain"], 1, cy, value=int(arrays["inv_gain"][0, 0]))
     g6 = GATHER[-1].name
     for part in ("weight", "bias", "shift"):
-        arrays[f"{g6}.{part}"] = _pad_axis(arrays[f"{g6}.{part}"], 0, 3 * K.NUM_MIXTURES * cy)
+        arrays[f"{g6}.{part}"] = _pad_axis(arrays[f"{g6}.{part}"], 0, 3 * NUM_MIXTURES * cy)
     yield ("shape-latent-channels-228", b.file(h, arrays), "5.2",
-           f"C_y = {cy} with every shape consistent: {g6} has 3*K*C_y = {3 * K.NUM_MIXTURES * cy} outputs, "
+           f"C_y = {cy} with every shape consistent: {g6} has 3*K*C_y = {3 * NUM_MIXTURES * cy} outputs, "
            f"more than {MAX_CHANNELS}")
 
     def resize_outputs(layer, nxt, size):
@@ -770,24 +770,24 @@ def _values(b: _Base):
         yield (f"value-num-rates-{rates}", b.file(h, arrays), "9.2",
                f"header num_rates {rates} (inv_gain has {rates} rows), outside 1..{MAX_RATES}")
     h = b.h()
-    h["inv_gain_shift"] = K.MAX_INV_GAIN_SHIFT + 1
+    h["inv_gain_shift"] = MAX_INV_GAIN_SHIFT + 1
     yield ("value-inv-gain-shift", b.file(header=h), "9.2",
-           f"header inv_gain_shift {K.MAX_INV_GAIN_SHIFT + 1}, outside 0..{K.MAX_INV_GAIN_SHIFT}")
+           f"header inv_gain_shift {MAX_INV_GAIN_SHIFT + 1}, outside 0..{MAX_INV_GAIN_SHIFT}")
     h = b.h()
     h["inv_gain_shift"] = "@@big@@"
     yield ("value-inv-gain-shift-huge", b.with_header_json(h, {"@@big@@": "1" + "0" * 4000}), "9.2",
            "header inv_gain_shift = 10^4000 (a 4001-digit JSON integer), outside 0..27")
     h = b.h()
-    h["synthesis_input_clip"] = K.ACT16_MAX + 1
+    h["synthesis_input_clip"] = ACT16_MAX + 1
     yield ("value-synthesis-input-clip", b.file(header=h), "9.2",
-           f"header synthesis_input_clip {K.ACT16_MAX + 1}, outside 1..{K.ACT16_MAX}")
+           f"header synthesis_input_clip {ACT16_MAX + 1}, outside 1..{ACT16_MAX}")
     h = b.h()
     h["synthesis_input_clip"] = "@@big@@"
     yield ("value-synthesis-input-clip-huge", b.with_header_json(h, {"@@big@@": "-" + "9" * 5000}), "9.2",
            "header synthesis_input_clip = -(10^5000 - 1) (a 5000-digit negative JSON integer), outside 1..32767")
     h = b.h()
     h["clip"]["gather.4"] = 0
-    yield ("value-clip-zero", b.file(header=h), "9.2", f"header clip of gather.4 is 0, outside 1..{K.ACT16_MAX}")
+    yield ("value-clip-zero", b.file(header=h), "9.2", f"header clip of gather.4 is 0, outside 1..{ACT16_MAX}")
     h = b.h()
     h["clip"][OUTPUT_LAYER] = h["clip"]["synthesis.5"]
     yield ("value-output-clip", b.file(header=h), "9.2",
@@ -856,9 +856,9 @@ def _values(b: _Base):
         c = padded[0]
         yield ("value-z-cdf-padding", with_z(row_edit=edit(c, n_max, 65535)), "9.4",
                f"z_cdf[{c}][{n_max}] = 65535 after C(n_w) (z_count[{c}] = {counts[c]}): padding must be 65536")
-    yield ("value-z-window-low", with_z(lo_at=(0, -K.Z_MAX - 1)), "9.4",
-           f"z_lo[0] = {-K.Z_MAX - 1}: the z window starts below -Z_MAX")
-    lo = K.Z_MAX - int(counts[c_max]) + 2
+    yield ("value-z-window-low", with_z(lo_at=(0, -Z_MAX - 1)), "9.4",
+           f"z_lo[0] = {-Z_MAX - 1}: the z window starts below -Z_MAX")
+    lo = Z_MAX - int(counts[c_max]) + 2
     yield ("value-z-window-high", with_z(lo_at=(c_max, lo)), "9.4",
            f"z_lo[{c_max}] = {lo} with z_count {counts[c_max]}: the z window ends at Z_MAX + 1")
 
@@ -873,7 +873,7 @@ def _accumulator(b: _Base):
 
     # Output channel 0 of one layer at exactly sum|W| * in_max + |b| = 2^31 (one less is valid),
     # every other channel of the layer with zero weights; in_max by the rule of clause 9.5.
-    top = K.ACT16_MAX
+    top = ACT16_MAX
 
     def exact(layer, what, set_in_max):
         h, arrays = b.h(), b.a()
@@ -904,8 +904,8 @@ def _accumulator(b: _Base):
         h["synthesis_input_clip"] = top
         return top
 
-    yield exact("hyper_synthesis.0", "the clipped z_hat", fixed(K.CONTEXT_INPUT_MAX))
-    yield exact("context.7", "the clipped y_hat", fixed(K.CONTEXT_INPUT_MAX))
+    yield exact("hyper_synthesis.0", "the clipped z_hat", fixed(CONTEXT_INPUT_MAX))
+    yield exact("context.7", "the clipped y_hat", fixed(CONTEXT_INPUT_MAX))
     yield exact("gather.0", "the largest of the clips of hyper_synthesis.2 and context.3/5/7; clip of context.5 "
                 f"raised to {top}", clip_of("context.5"))
     yield exact("synthesis.0", f"synthesis_input_clip, raised to {top}", synthesis_input)
@@ -996,11 +996,11 @@ def _boundary_values(b: _Base):
     h = b.h()
     h["synthesis_input_clip"] = 0
     yield ("value-synthesis-input-clip-zero", b.file(header=h), "9.2",
-           f"header synthesis_input_clip 0, outside 1..{K.ACT16_MAX}")
+           f"header synthesis_input_clip 0, outside 1..{ACT16_MAX}")
     h = b.h()
-    h["clip"]["gather.3"] = K.ACT16_MAX + 1
+    h["clip"]["gather.3"] = ACT16_MAX + 1
     yield ("value-clip-32768", b.file(header=h), "9.2",
-           f"header clip of gather.3 is {K.ACT16_MAX + 1}, one past {K.ACT16_MAX}")
+           f"header clip of gather.3 is {ACT16_MAX + 1}, one past {ACT16_MAX}")
     arrays = b.a()
     arrays["context.7.weight"][0, 0, 6, 0] = 1
     yield ("value-causal-mask-context-7-below", b.file(arrays=arrays), "5.1",
