@@ -477,7 +477,7 @@ class _Stages:
             self.t[spec.name] = torch.zeros((prep.layers[spec.name].out_channels, hy, wy), dtype=I64, device=dev)
         for name in ("mixture.weights", "mixture.means", "mixture.scale_index"):
             self.t[name] = torch.zeros((NUM_K, cy, hy, wy), dtype=I64, device=dev)
-        for name in ("window.lo", "window.hi"):
+        for name in ("window.lo", "window.hi", "cdf.sum"):
             self.t[name] = torch.zeros((cy, hy, wy), dtype=I64, device=dev)
 
 
@@ -549,6 +549,8 @@ def decode_y(rd: RangeDecoder, prep: _Prepared, hyper: torch.Tensor, hy: int, wy
             stages.t["mixture.scale_index"][:, :, ys, xs] = ent.sidx
             stages.t["window.lo"][:, ys, xs] = ent.lo
             stages.t["window.hi"][:, ys, xs] = ent.hi
+            stages.t["cdf.sum"][:, ys, xs] = cdf_sums(cdf, n_w)
+            stages.t["cdf.sum"][:, ys, xs] = cdf_sums(cdf, n_w)
             stages.wavefronts = t + 1
     return y_hat
 
@@ -657,6 +659,7 @@ def forward_stages(model, z_hat, y_hat, rate_index: int, width: int, height: int
         stages["mixture.scale_index"] = ent.sidx.reshape(NUM_K, cy, hy, wy)
         stages["window.lo"] = ent.lo.reshape(cy, hy, wy)
         stages["window.hi"] = ent.hi.reshape(cy, hy, wy)
+        stages["cdf.sum"] = cdf_sums_chunked(prep, ent).reshape(cy, hy, wy)
         stages["y_hat"] = y
         s0 = inverse_gain(prep, y, rate_index)
         stages["synthesis_input"] = s0

@@ -64,4 +64,8 @@ def _record_position(record: Recorder, y: int, x: int, contexts, G, mix, lo, hi,
     record.latent("mixture.scale_index", *at, mix.scale_index[None])
     record.latent("window.lo", *at, lo[None])
     record.latent("window.hi", *at, hi[None])
+    j = np.arange(C.shape[1])
+    record.latent("cdf.sum", *at, np.where(j <= (hi - lo + 1)[:, None], C, 0).sum(axis=1)[None])  # C(0) + .. + C(n_w)
+    j = np.arange(C.shape[1])
+    record.latent("cdf.sum", *at, np.where(j <= (hi - lo + 1)[:, None], C, 0).sum(axis=1)[None])  # C(0) + .. + C(n_w)
     record.latent("y_hat", *at, values[None])

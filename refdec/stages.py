@@ -18,13 +18,13 @@ from .clauses import clause, informative
 PRE_LATENT_STAGES = ["z_hat"] + [s.name for s in HYPER_SYNTHESIS]
 MIXTURE_STAGES = ["mixture.weights", "mixture.means", "mixture.scale_index"]  # (K, C_y, Hy, Wy)
 LATENT_STAGES = ([s.name for s in CONTEXT] + [s.name for s in GATHER] + MIXTURE_STAGES
-                 + ["window.lo", "window.hi", "y_hat"])
+                 + ["window.lo", "window.hi", "cdf.sum", "y_hat"])
 POST_LATENT_STAGES = ["synthesis_input"] + [s.name for s in SYNTHESIS] + ["image"]
 STAGE_ORDER = PRE_LATENT_STAGES + LATENT_STAGES + POST_LATENT_STAGES
 
 # The clause of 7 that defines each stage: where to look when it diverges.
 STAGE_CLAUSE = {"z_hat": "7.3", "mixture.weights": "7.8", "mixture.means": "7.8", "mixture.scale_index": "7.8",
-                "window.lo": "7.9", "window.hi": "7.9", "y_hat": "7.10", "synthesis_input": "7.11",
+                "window.lo": "7.9", "window.hi": "7.9", "cdf.sum": "7.9", "y_hat": "7.10", "synthesis_input": "7.11",
                 "image": "7.13"}
 STAGE_CLAUSE.update({s.name: "7.4" for s in HYPER_SYNTHESIS})
 STAGE_CLAUSE.update({s.name: "7.6" for s in CONTEXT})
@@ -50,7 +50,7 @@ def latent_stage_channels(model) -> dict:
     cy = model.latent_channels
     channels = {spec.name: (model.layers[spec.name].weight.shape[0],) for spec in CONTEXT + GATHER}
     channels.update({name: (NUM_MIXTURES, cy) for name in MIXTURE_STAGES})
-    channels.update({"window.lo": (cy,), "window.hi": (cy,), "y_hat": (cy,)})
+    channels.update({"window.lo": (cy,), "window.hi": (cy,), "cdf.sum": (cy,), "y_hat": (cy,)})
     return channels
 
 

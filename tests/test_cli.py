@@ -27,7 +27,7 @@ ERROR_LINE = re.compile(r"^refdec: error: \S.*$")
 # Clause 11.3: the stage tensors of a trace.
 STAGES = (["z_hat"] + [f"hyper_synthesis.{i}" for i in range(3)] + ["context.3", "context.5", "context.7"]
           + [f"gather.{i}" for i in range(7)] + ["mixture.weights", "mixture.means", "mixture.scale_index",
-                                                 "window.lo", "window.hi", "y_hat", "synthesis_input"]
+                                                 "window.lo", "window.hi", "cdf.sum", "y_hat", "synthesis_input"]
           + [f"synthesis.{i}" for i in range(7)] + ["image"])
 
 

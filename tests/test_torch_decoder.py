@@ -24,7 +24,7 @@ from refcodec import int_decoder as TD  # noqa: E402
 STAGE_NAMES = (
     ["z_hat", "hyper_synthesis.0", "hyper_synthesis.1", "hyper_synthesis.2", "context.3", "context.5",
      "context.7"] + [f"gather.{i}" for i in range(7)]
-    + ["mixture.weights", "mixture.means", "mixture.scale_index", "window.lo", "window.hi", "y_hat",
+    + ["mixture.weights", "mixture.means", "mixture.scale_index", "window.lo", "window.hi", "cdf.sum", "y_hat",
        "synthesis_input"] + [f"synthesis.{i}" for i in range(7)] + ["image"]
 )
 
