@@ -550,7 +550,6 @@ def decode_y(rd: RangeDecoder, prep: _Prepared, hyper: torch.Tensor, hy: int, wy
             stages.t["window.lo"][:, ys, xs] = ent.lo
             stages.t["window.hi"][:, ys, xs] = ent.hi
             stages.t["cdf.sum"][:, ys, xs] = cdf_sums(cdf, n_w)
-            stages.t["cdf.sum"][:, ys, xs] = cdf_sums(cdf, n_w)
             stages.wavefronts = t + 1
     return y_hat
 

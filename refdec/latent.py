@@ -66,6 +66,4 @@ def _record_position(record: Recorder, y: int, x: int, contexts, G, mix, lo, hi,
     record.latent("window.hi", *at, hi[None])
     j = np.arange(C.shape[1])
     record.latent("cdf.sum", *at, np.where(j <= (hi - lo + 1)[:, None], C, 0).sum(axis=1)[None])  # C(0) + .. + C(n_w)
-    j = np.arange(C.shape[1])
-    record.latent("cdf.sum", *at, np.where(j <= (hi - lo + 1)[:, None], C, 0).sum(axis=1)[None])  # C(0) + .. + C(n_w)
     record.latent("y_hat", *at, values[None])

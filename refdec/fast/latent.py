@@ -77,6 +77,4 @@ def _record_wavefront(record: Recorder, ys, xs, cy, contexts, gather_rows, mix, 
     record.latent("window.hi", ys, xs, hi.reshape(n, cy))
     ends = np.concatenate([[0], np.cumsum(cdf, dtype=np.int64)])  # C(0) + .. + C(n_w) of every element
     record.latent("cdf.sum", ys, xs, (ends[offsets + (hi - lo + 2)] - ends[offsets]).reshape(n, cy))
-    ends = np.concatenate([[0], np.cumsum(cdf, dtype=np.int64)])  # C(0) + .. + C(n_w) of every element
-    record.latent("cdf.sum", ys, xs, (ends[offsets + (hi - lo + 2)] - ends[offsets]).reshape(n, cy))
     record.latent("y_hat", ys, xs, block)

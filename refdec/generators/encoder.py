@@ -184,7 +184,6 @@ def forward_integer(model: Model, z_hat: np.ndarray, y_hat: np.ndarray, rate_ind
     record.tensor("window.lo", lo.reshape(hy, wy, cy).transpose(2, 0, 1))
     record.tensor("window.hi", hi.reshape(hy, wy, cy).transpose(2, 0, 1))
     record.tensor("cdf.sum", cdf_sums(mix, lo, hi).reshape(hy, wy, cy).transpose(2, 0, 1))
-    record.tensor("cdf.sum", cdf_sums(mix, lo, hi).reshape(hy, wy, cy).transpose(2, 0, 1))
     record.tensor("y_hat", y_hat)
     s0 = inverse_gain(model, y_hat, rate_index)
     record.tensor("synthesis_input", s0)
