@@ -45,7 +45,7 @@ import PIL
 from refdec.constants import (ACT16_MAX, CONTEXT_INPUT_MAX, MAX_HALF_WINDOW, MAX_INV_GAIN_SHIFT, MAX_SHIFT,
                               NUM_MIXTURES, VERSION, Y_MAX, Z_MAX)
 from refdec import constants
-from refdec.architecture import BY_NAME, CONTEXT, GATHER, HYPER_SYNTHESIS, OUTPUT_LAYER, SYNTHESIS, causal_mask, padded_sizes
+from refdec.architecture import BY_NAME, OUTPUT_LAYER, causal_mask, padded_sizes
 from refdec.bitstream import HEADER_LAYOUT, HEADER_SIZE
 from refdec.stages import STAGE_ORDER
 from refdec.conformance.hashes import sample_hash, sha256_hex, stage_hash
@@ -57,7 +57,8 @@ from refdec.generators.encoder import (encode_escape_payload, encode_latents, en
                                        forward_integer, hyper_features, y_symbols, z_symbols)
 from refdec.entropy import coding_window, mixture_parameters
 from refdec.errors import ALL_ERRORS, RefdecError
-from refdec.generators.invalid_models import boundary_invalid_models, invalid_models, tiny_base_model
+from refdec.generators.invalid_models import (boundary_invalid_models, input_channels, invalid_models,
+                                              tiny_base_model)
 from refdec.model_file import input_bounds, model_id_of, parse_model
 from refdec.generators.model_writer import serialize_model
 from refdec.generators.random_model import random_latents
@@ -300,15 +301,7 @@ def _limit_arrays(profile: str, cy: int, cz: int, delivered: dict, in_max: dict,
     from refdec.architecture import LAYERS
 
     wmax = 32767 if profile == "W16A16" else 127
-    in_ch = {}
-    for net, first in ((HYPER_SYNTHESIS, cz), (SYNTHESIS, cy)):
-        for spec in net:
-            in_ch[spec.name], first = first, delivered[spec.name]
-    for spec in CONTEXT:
-        in_ch[spec.name] = cy
-    c = delivered[HYPER_SYNTHESIS[-1].name] + sum(delivered[sp.name] for sp in CONTEXT)
-    for spec in GATHER:
-        in_ch[spec.name], c = c, delivered[spec.name]
+    in_ch = input_channels(cy, cz, delivered)
     arrays = {}
     for index, spec in enumerate(LAYERS):
         out = delivered[spec.name] * (4 if spec.depth_to_space else 1)

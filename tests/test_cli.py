@@ -403,6 +403,21 @@ def test_a_failed_decode_leaves_a_partial_trace(env, capsys, tmp_path, literal):
     assert rc == 0 and not (trace / "partial.json").exists()
 
 
+def _read_until_closed(master: int) -> bytes:
+    """Everything written to a pseudo-terminal until its other end is closed; closes it."""
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # Linux: EIO once the slave side is closed
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    return seen
+
+
 def test_progress_is_shown_on_a_terminal_only(env, tmp_path):
     """On a terminal, refdec decode redraws one progress line (wavefronts, then output rows) and
     clears it; with stderr redirected it prints only the summary."""
@@ -415,16 +430,7 @@ def test_progress_is_shown_on_a_terminal_only(env, tmp_path):
     master, slave = pty.openpty()
     proc = subprocess.run(cmd, stderr=slave, stdout=subprocess.DEVNULL, env=env_vars, timeout=120)
     os.close(slave)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
+    seen = _read_until_closed(master)
     assert proc.returncode == 0
     text = seen.decode()
     assert re.search(r"latent (\d+)/\1 wavefronts", text) and "synthesis 64/64 output rows" in text, text
@@ -445,16 +451,7 @@ def test_check_shows_the_progress_of_a_decode_on_a_terminal(tmp_path):
     proc = subprocess.run(cmd, stdout=slave, stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(ROOT)),
                           timeout=300)
     os.close(slave)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
+    seen = _read_until_closed(master)
     text = seen.decode()
     assert proc.returncode == 0, text
     assert "decoding refdec-test-w16a16.hyper-2x2-128x128: latent" in text, text

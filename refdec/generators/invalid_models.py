@@ -76,21 +76,29 @@ def _delivered_channels(cy: int) -> dict[str, int]:
     return outs
 
 
+def input_channels(cy: int, cz: int, delivered: dict[str, int]) -> dict[str, int]:
+    """The input channels of every layer (clause 5.1's chains: the hyper synthesis from C_z, the
+    context from C_y, the gather from the hyper output and the context outputs concatenated, the
+    synthesis from C_y), given the channels each layer delivers after depth-to-space."""
+    inputs = {}
+    for net, first in ((HYPER_SYNTHESIS, cz), (SYNTHESIS, cy)):
+        for spec in net:
+            inputs[spec.name], first = first, delivered[spec.name]
+    for spec in CONTEXT:
+        inputs[spec.name] = cy
+    c = delivered[HYPER_SYNTHESIS[-1].name] + sum(delivered[s.name] for s in CONTEXT)
+    for spec in GATHER:
+        inputs[spec.name], c = c, delivered[spec.name]
+    return inputs
+
+
 def tiny_base_model() -> bytes:
     """Informative: a valid model file (W16A16) with the smallest channel counts of clause 5.1:
     C_y = 1, C_z = 2, one channel between all layers (4 weight outputs for the D2S layers),
     R = 2. Parameters come from integer formulas, so the bytes are the same everywhere."""
     cy, cz = TINY_LATENT_CHANNELS, TINY_HYPER_CHANNELS
     delivered = _delivered_channels(cy)
-    in_channels = {}
-    for net, first in ((HYPER_SYNTHESIS, cz), (SYNTHESIS, cy)):
-        for spec in net:
-            in_channels[spec.name], first = first, delivered[spec.name]
-    for spec in CONTEXT:
-        in_channels[spec.name] = cy
-    c = delivered[HYPER_SYNTHESIS[-1].name] + sum(delivered[s.name] for s in CONTEXT)
-    for spec in GATHER:
-        in_channels[spec.name], c = c, delivered[spec.name]
+    in_channels = input_channels(cy, cz, delivered)
 
     arrays = {}
     for index, spec in enumerate(LAYERS):
