@@ -60,11 +60,11 @@ def parse_header(stream: bytes) -> Header:
     if width == 0 or height == 0:
         raise ZeroDimension(f"width x height is {width} x {height}", offset=6 if width == 0 else 8)
     if width > MAX_WIDTH or height > MAX_HEIGHT or width * height > MAX_PIXELS:
-        field_offset = 8 if width <= MAX_WIDTH and height > MAX_HEIGHT else 6  # the field at fault
+        field_offset = 8 if width <= MAX_WIDTH and height > MAX_HEIGHT else 6  # informative: the field at fault
         raise DimensionsTooLarge(f"{width} x {height} exceeds the limits of clause 5.2 "
                                  f"({MAX_WIDTH} x {MAX_HEIGHT}, {MAX_PIXELS} samples)", offset=field_offset)
     if z_len < RC_INIT_BYTES or y_len < RC_INIT_BYTES:
-        which, off = ("z_length", 19) if z_len < RC_INIT_BYTES else ("y_length", 23)
+        which, off = ("z_length", 19) if z_len < RC_INIT_BYTES else ("y_length", 23)  # informative: message
         raise PayloadTooShort(f"{which} is {z_len if which == 'z_length' else y_len}, at least {RC_INIT_BYTES} needed",
                               offset=off)
     end = HEADER_SIZE + z_len + y_len

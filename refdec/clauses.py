@@ -9,9 +9,13 @@ Every function of a normative module carries one of two marks:
   process (a convenience of the library, a helper of the tools); the coverage gate of clause
   11.5.6 does not ask the vectors to reach it.
 
-A third mark is for single lines: `# unreachable: WHY` ends a line of the decoding process that
-no stream can reach (an installation check, a file-system error); the coverage gate excludes it
-and nothing else.
+Two marks are for single lines:
+
+- `# unreachable: WHY` ends a line of the decoding process that no stream can reach (an
+  installation check, a file-system error); the coverage gate excludes it and nothing else;
+- `# informative: WHY` ends a line that computes only what is not normative (the byte offset or
+  message of an error, a formula that generated a table): the vectors must reach it, but the
+  mutation harness (tools/mutate.py) does not mutate it, since no decoder output depends on it.
 """
 
 from __future__ import annotations
