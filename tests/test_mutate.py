@@ -55,6 +55,31 @@ def test_informative_code_is_not_mutated(enumerated):
                 assert m.line not in src.excluded, m.key
 
 
+@pytest.mark.parametrize("key", ["arith:hand:round2-ties-away", "arith:hand:round2-ties-down",
+                                 "arith:hand:round2-truncates"])
+def test_the_rounding_faults_change_round2(enumerated, key):
+    """A hand fault that computes the original function is an equivalent mutant by mistake (the
+    first version of ties-away was): each rounding fault must differ from Round2 exactly at the
+    inputs its description names, and agree elsewhere."""
+    import numpy as np
+
+    from refdec import arith
+
+    mutant = next(m for m in enumerated[0] if m.key == key)
+    namespace = {"__name__": "refdec.arith", "__package__": "refdec"}
+    exec(compile(mutant.source, "arith.py", "exec"), namespace)
+    x = np.arange(-5000, 5001, dtype=np.int64)
+    for n in (1, 3, 10):
+        differ = namespace["round2"](x, n) != arith.round2(x, n)
+        tie = (x % (1 << n)) == (1 << (n - 1))
+        if key.endswith("ties-away"):
+            assert np.array_equal(differ, tie & (x < 0)), n
+        elif key.endswith("ties-down"):
+            assert np.array_equal(differ, tie), n
+        else:
+            assert differ.any() and not differ[x >= 0].any(), n
+
+
 def test_a_mutant_is_a_one_node_change():
     src = mutate._Source("arith", ROOT / "refdec" / "arith.py")
     mutants = mutate.ast_mutants(src)

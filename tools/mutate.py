@@ -424,7 +424,7 @@ HAND_FAULTS = (
               (("return (x + ((1 << n) >> 1)) >> n", "return (x + ((1 << n) >> 1) - (n > 0)) >> n"),)),
     HandFault("round2-ties-away", "arith", "Round2 rounds ties away from zero (symmetric rounding of |x|)",
               (("return (x + ((1 << n) >> 1)) >> n",
-                "return np.where(x < 0, -((-x + ((1 << n) >> 1) - (n > 0)) >> n), (x + ((1 << n) >> 1)) >> n)"),)),
+                "return np.where(x < 0, -((-x + ((1 << n) >> 1)) >> n), (x + ((1 << n) >> 1)) >> n)"),)),
     HandFault("round2-truncates", "arith", "Round2 as C division: (x + 2^(n-1)) / 2^n truncated towards zero",
               (("return (x + ((1 << n) >> 1)) >> n",
                 "return np.sign(x + ((1 << n) >> 1)) * (np.abs(x + ((1 << n) >> 1)) >> n)"),)),
@@ -624,7 +624,7 @@ HAND_FAULTS = (
                 "d = clip3(1 - MEAN_DIFF_MAX, MEAN_DIFF_MAX - 1, B - mix.means[:, k, None])"),)),
     HandFault("cdf-phi-index-symmetric", "entropy", "Phi index rounded symmetrically (ties away from zero)",
               (("i = clip3(-half, half, round2(u, MEAN_FRAC_BITS + INV_SCALE_BITS - PHI_FRAC_BITS))",
-                "i = clip3(-half, half, np.sign(u) * round2(np.abs(u) - (u < 0), MEAN_FRAC_BITS + INV_SCALE_BITS - "
+                "i = clip3(-half, half, np.sign(u) * round2(np.abs(u), MEAN_FRAC_BITS + INV_SCALE_BITS - "
                 "PHI_FRAC_BITS))"),)),
     HandFault("cdf-phi-index-unclipped", "entropy", "Phi index not clipped to -2048 .. 2048 (wraps the table)",
               (("i = clip3(-half, half, round2(u, MEAN_FRAC_BITS + INV_SCALE_BITS - PHI_FRAC_BITS))",
