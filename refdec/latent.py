@@ -31,7 +31,7 @@ def decode_y(decoder: RangeDecoder, model: Model, hyper: np.ndarray, record: Rec
     _, hy, wy = hyper.shape
     y_hat = np.zeros((cy, hy, wy), dtype=np.int64)
     record.latent_start(latent_stage_channels(model), hy, wy)
-    total = wy + WAVEFRONT_SLOPE * (hy - 1)
+    total = wy + WAVEFRONT_SLOPE * (hy - 1)  # informative: the wavefront count, for progress only
     for t, (ys, xs) in enumerate(wavefronts(hy, wy)):
         for y, x in zip(ys.tolist(), xs.tolist()):
             contexts = context_model(model, y_hat, y, x)                   # 7.6

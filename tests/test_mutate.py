@@ -120,3 +120,30 @@ def test_a_seeded_sample_against_the_quick_subset(tmp_path):
     total = doc["summary"]["total"]
     assert total["killed"] + total["equivalent"] + total["open"] == len(doc["outcomes"]) == 12
     assert all(v["status"] != "killed" or v["vector"] for v in doc["outcomes"].values())
+
+
+def test_rescore_applies_new_arguments_without_running(tmp_path):
+    """--rescore reports an earlier run again: a survivor given an argument becomes equivalent, a
+    kill stays a kill with its vector, and the date and commit stay those of the run."""
+    keys = ["arith:hand:round2-ties-down", "architecture:hand:padded-size-ceil-16"]
+    outcomes = {keys[0]: {"status": "killed", "vector": "v1", "why": "samples differ", "ran": 1, "quick": True,
+                          "seconds": 1.0, "line": 1},
+                keys[1]: {"status": "open", "vector": "", "why": "", "ran": 5, "quick": False, "seconds": 9.0,
+                          "line": 1}}
+    summary = {"path": "literal", "stages_compared": True, "seed": 3, "sample": None, "vectors": 5,
+               "vectors_manifest_sha256": "ab", "seconds": 10.0, "vectors_not_run_on_literal_path": [],
+               "subsets": None, "selection": None, "commit": "0123456", "date": "2026-01-02"}
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"summary": summary, "outcomes": outcomes}))
+    arguments = tmp_path / "equivalent.json"
+    arguments.write_text(json.dumps({keys[1]: "Hy and Wy are never read."}))
+    again = tmp_path / "again.json"
+    proc = subprocess.run([sys.executable, str(TOOLS_DIR / "mutate.py"), "--rescore", str(earlier), "--equivalent",
+                           str(arguments), "--json", str(again), "--no-write", "-q"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(again.read_text())
+    assert {k: v["status"] for k, v in doc["outcomes"].items()} == {keys[0]: "killed", keys[1]: "equivalent"}
+    assert doc["outcomes"][keys[0]]["vector"] == "v1"
+    assert (doc["summary"]["date"], doc["summary"]["commit"]) == ("2026-01-02", "0123456")
+    assert doc["summary"]["total"] == {"killed": 1, "equivalent": 1, "open": 0, "score": 100.0}

@@ -65,7 +65,6 @@ import importlib
 import importlib.abc
 import importlib.util
 import inspect
-import io
 import json
 import os
 import queue
@@ -78,7 +77,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -555,8 +554,7 @@ HAND_FAULTS = (
               (("T0 = clip3(-CONTEXT_INPUT_MAX, CONTEXT_INPUT_MAX, z_hat)", "T0 = z_hat"),)),
     # Clause 7.5 wavefronts.
     HandFault("wavefront-slope-2", "latent", "wavefront t = x + 2 y (slope 2): contexts read undecoded latents",
-              (("    slope = WAVEFRONT_SLOPE\n", "    slope = 2\n"),
-               ("    total = wy + WAVEFRONT_SLOPE * (hy - 1)\n", "    total = wy + 2 * (hy - 1)\n"))),
+              (("    slope = WAVEFRONT_SLOPE\n", "    slope = 2\n"),)),
     HandFault("wavefront-y-decreasing", "latent", "positions of a wavefront taken in decreasing y",
               (("        yield ys, t - slope * ys", "        ys = ys[::-1]\n        yield ys, t - slope * ys"),)),
     HandFault("latent-raster-order", "latent", "latent positions in raster order instead of wavefronts",
@@ -1241,6 +1239,10 @@ def main(argv=None) -> int:
     ap.add_argument("--equivalent", type=Path, default=None,
                     help="equivalence arguments, JSON {key: argument} (default OUT/equivalent.json)")
     ap.add_argument("--previous", type=Path, default=None, help="an earlier survivors.json: report what kills them now")
+    ap.add_argument("--rescore", type=Path, default=None, metavar="JSON",
+                    help="run nothing: rebuild the report of an earlier run (its --json) with the current "
+                         "equivalence arguments; mutants no longer in the tree (a line since marked "
+                         "informative) are left out")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     ap.add_argument("--json", type=Path, default=None, help="also write every mutant's outcome to this file")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "refdec-mutate")
@@ -1274,6 +1276,8 @@ def main(argv=None) -> int:
         mutants = [m for m in mutants if any(m.key == p or fnmatchcase(m.key, p) for p in args.only)]
     if missing:
         log(f"hand-written faults whose text is not in this tree (not run): {', '.join(missing)}")
+    if args.rescore:
+        return rescore(args, mutants, missing, log)
     rng = random.Random(args.seed)
     if args.sample and args.sample < len(mutants):
         mutants = sorted(rng.sample(mutants, args.sample), key=lambda m: m.key)
@@ -1378,15 +1382,37 @@ def main(argv=None) -> int:
         list(pool.map(run_one, work))
     elapsed = time.perf_counter() - t_start
 
+    return finish(args, log, mutants, results, literal=literal, stages=stages, seed=args.seed, sample=args.sample,
+                  vectors_sha=vectors_sha, elapsed=elapsed, missing=missing, skipped_large=skipped_large,
+                  n_vectors=len(vectors), subsets=args.subset,
+                  selection={k: v for k, v in (("modules", args.modules), ("kinds", args.kinds),
+                                               ("only", args.only)) if v})
+
+
+def rescore(args, mutants, missing, log) -> int:
+    """--rescore: the outcomes of an earlier --json, reported again with today's arguments."""
+    doc = json.loads(args.rescore.read_text())
+    old, outcomes = doc["summary"], doc["outcomes"]
+    mutants = [m for m in mutants if m.key in outcomes]
+    gone = sorted(set(outcomes) - {m.key for m in mutants})
+    if gone:
+        log(f"--rescore: {len(gone)} mutants of {args.rescore} are not in this tree: {', '.join(gone)}")
+    results = {m.key: Outcome("killed" if outcomes[m.key]["status"] == "killed" else "survived",
+                              outcomes[m.key]["vector"], outcomes[m.key]["why"], outcomes[m.key]["ran"],
+                              outcomes[m.key]["quick"], outcomes[m.key]["seconds"]) for m in mutants}
+    return finish(args, log, mutants, results, literal=old["path"] == "literal", stages=old["stages_compared"],
+                  seed=old["seed"], sample=old["sample"], vectors_sha=old["vectors_manifest_sha256"],
+                  elapsed=old["seconds"], missing=missing, skipped_large=old["vectors_not_run_on_literal_path"],
+                  n_vectors=old["vectors"], subsets=old["subsets"], selection=old["selection"],
+                  commit=old["commit"], date=old["date"])
+
+
+def finish(args, log, mutants, results, **meta) -> int:
+    """Report, write and (with --update-vectors) publish a run's outcomes."""
     equivalent_file = args.equivalent or (args.out / "equivalent.json")
     arguments = load_arguments(equivalent_file, [m.key for m in mutants])
     previous = json.loads(args.previous.read_text()) if args.previous and args.previous.is_file() else None
-    report = build_report(mutants, results, arguments, previous, modules=modules, literal=literal, stages=stages,
-                          seed=args.seed, sample=args.sample, vectors_sha=vectors_sha, elapsed=elapsed,
-                          missing=missing, skipped_large=skipped_large, n_vectors=len(vectors), subsets=args.subset,
-                          selection={k: v for k, v in (("modules", args.modules), ("kinds", args.kinds),
-                                                       ("only", args.only)) if v},
-                          vectors_dir=args.vectors)
+    report = build_report(mutants, results, arguments, previous, **meta)
     print(report["text"])
     if args.json:
         args.json.write_text(json.dumps({"summary": report["summary"], "outcomes": report["outcomes"]}, indent=1,
@@ -1468,9 +1494,9 @@ def build_report(mutants, results, arguments, previous, **meta) -> dict:
                                 "now": "equivalent" if key in arguments else "open"})
             else:
                 history.append({"key": key, "description": old.get("description", ""), "now": "not in this run"})
-    date = datetime.date.today().isoformat()
+    date = meta.get("date") or datetime.date.today().isoformat()
     summary = {
-        "date": date, "commit": _git_head(), "vectors_manifest_sha256": meta["vectors_sha"],
+        "date": date, "commit": meta.get("commit") or _git_head(), "vectors_manifest_sha256": meta["vectors_sha"],
         "vectors": meta["n_vectors"], "path": "literal" if meta["literal"] else "fast", "stages_compared": meta["stages"],
         "seed": meta["seed"], "sample": meta["sample"] or None, "subsets": meta["subsets"] or None,
         "selection": meta["selection"] or None,
