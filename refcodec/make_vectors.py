@@ -57,7 +57,7 @@ from refdec.generators.encoder import (encode_escape_payload, encode_latents, en
                                        forward_integer, hyper_features, y_symbols, z_symbols)
 from refdec.entropy import coding_window, mixture_parameters
 from refdec.errors import ALL_ERRORS, RefdecError
-from refdec.generators.invalid_models import (boundary_invalid_models, input_channels, invalid_models,
+from refdec.generators.invalid_models import (boundary_invalid_models, formula_layer, input_channels, invalid_models,
                                               tiny_base_model)
 from refdec.model_file import input_bounds, model_id_of, parse_model
 from refdec.generators.model_writer import serialize_model
@@ -305,19 +305,13 @@ def _limit_arrays(profile: str, cy: int, cz: int, delivered: dict, in_max: dict,
     arrays = {}
     for index, spec in enumerate(LAYERS):
         out = delivered[spec.name] * (4 if spec.depth_to_space else 1)
-        shape = (out, in_ch[spec.name], spec.kernel, spec.kernel)
-        flat = np.arange(int(np.prod(shape)), dtype=np.int64)
-        top = weight_scale.get(spec.name, 30)
-        weight = ((flat * 37 + 11 * index) % (2 * top + 1) - top).reshape(shape)
-        if spec.network == "context":
-            weight = weight * causal_mask(spec.kernel)
+        weight, bias, shift = formula_layer(spec, index, out, in_ch[spec.name], weight_scale.get(spec.name, 30))
         fan = np.abs(weight).reshape(out, -1).sum(axis=1).max(initial=0)
         if fan * in_max[spec.name] >= 1 << 30:
             weight = weight // (-(-(fan * in_max[spec.name]) // (1 << 30)) + 1)
-        o = np.arange(out, dtype=np.int64)
         arrays[f"{spec.name}.weight"] = np.clip(weight, -wmax, wmax).astype(np.int16 if wmax > 127 else np.int8)
-        arrays[f"{spec.name}.bias"] = ((o * 97 + 13 * index) % 2001 - 1000).astype(np.int32)
-        arrays[f"{spec.name}.shift"] = (4 + (o + index) % 5).astype(np.uint8)
+        arrays[f"{spec.name}.bias"] = bias.astype(np.int32)
+        arrays[f"{spec.name}.shift"] = shift.astype(np.uint8)
     return arrays
 
 

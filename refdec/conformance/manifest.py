@@ -401,6 +401,10 @@ def _mutation_lines(data: dict) -> list[str]:
             f"equivalent: `{m['survivors']}`."]
 
 
+# The README lists layers in decoding order (clause 5.1); the manifest's JSON keys are sorted.
+LAYER_ORDER = {spec.name: i for i, spec in enumerate(LAYERS)}
+
+
 def readme_text(data: dict) -> str:
     """Informative: the README of a vector set, generated from its manifest: one line per vector."""
     gen = data["generator"]
@@ -462,9 +466,8 @@ def readme_text(data: dict) -> str:
                 return "never"
             return str(st[f"clamp_{side}_vectors"])
 
-        # Decoding order (clause 5): the manifest's JSON keys are sorted alphabetically.
-        order = {spec.name: i for i, spec in enumerate(LAYERS)}
-        for name, st in sorted(st_model["layers"].items(), key=lambda item: order.get(item[0], len(order))):
+        layers = sorted(st_model["layers"].items(), key=lambda item: LAYER_ORDER.get(item[0], len(LAYER_ORDER)))
+        for name, st in layers:
             bound = st["channel_bound"]
             share = st["accumulator_peak"] / bound if bound else 0.0
             lines.append(f"| {name} | {st['accumulator_peak']} | {st['peak_over_2^31']:.4f} | {share:.4f} | "

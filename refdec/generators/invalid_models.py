@@ -92,6 +92,19 @@ def input_channels(cy: int, cz: int, delivered: dict[str, int]) -> dict[str, int
     return inputs
 
 
+def formula_layer(spec, index: int, out: int, inputs: int, top: int = 30):
+    """Informative: weight (out, inputs, k, k), bias and shift (out,) of the layer at `index` of
+    LAYERS from integer formulas (int64, weights in -top .. top, the causal mask applied to the
+    context layers): the parameters of the generated models, the same bytes everywhere."""
+    shape = (out, inputs, spec.kernel, spec.kernel)
+    flat = np.arange(int(np.prod(shape)), dtype=np.int64)
+    weight = ((flat * 37 + 11 * index) % (2 * top + 1) - top).reshape(shape)
+    if spec.network == "context":
+        weight = weight * causal_mask(spec.kernel)
+    o = np.arange(out, dtype=np.int64)
+    return weight, (o * 97 + 13 * index) % 2001 - 1000, 4 + (o + index) % 5
+
+
 def tiny_base_model() -> bytes:
     """Informative: a valid model file (W16A16) with the smallest channel counts of clause 5.1:
     C_y = 1, C_z = 2, one channel between all layers (4 weight outputs for the D2S layers),
@@ -103,14 +116,7 @@ def tiny_base_model() -> bytes:
     arrays = {}
     for index, spec in enumerate(LAYERS):
         out = delivered[spec.name] * (4 if spec.depth_to_space else 1)
-        shape = (out, in_channels[spec.name], spec.kernel, spec.kernel)
-        flat = np.arange(int(np.prod(shape)), dtype=np.int64)
-        weight = ((flat * 37 + 11 * index) % 61 - 30).reshape(shape)  # -30 .. 30
-        if spec.network == "context":
-            weight = weight * causal_mask(spec.kernel)
-        o = np.arange(out, dtype=np.int64)
-        bias = (o * 97 + 13 * index) % 2001 - 1000
-        shift = 4 + (o + index) % 5
+        weight, bias, shift = formula_layer(spec, index, out, in_channels[spec.name])
         if spec.name == OUTPUT_LAYER:  # output around mid-grey
             shift[:] = 6
             bias[:] = 128 << 6
