@@ -147,3 +147,46 @@ def test_rescore_applies_new_arguments_without_running(tmp_path):
     assert doc["outcomes"][keys[0]]["vector"] == "v1"
     assert (doc["summary"]["date"], doc["summary"]["commit"]) == ("2026-01-02", "0123456")
     assert doc["summary"]["total"] == {"killed": 1, "equivalent": 1, "open": 0, "score": 100.0}
+
+
+def test_resume_keeps_only_the_kills_that_still_hold(enumerated):
+    """--resume keeps a kill only when the mutated module and the killing vector are unchanged
+    since the earlier run's commit; every other mutant (open, or killed by a changed vector or in
+    a changed module) is run again."""
+    mutants, _, _ = enumerated
+    by_module = {}
+    for m in mutants:
+        by_module.setdefault(m.module, []).append(m)
+    a, b, c = by_module["arith"][:3]
+    d = by_module["entropy"][0]
+    manifest = json.loads((VECTORS / "manifest.json").read_text())
+    vectors = manifest["vectors"]
+    first, second = vectors[0]["id"], vectors[1]["id"]
+    then = json.loads(json.dumps(manifest))
+    then["vectors"][1]["golden"]["sha256"] = "0" * 64  # the second vector changed since
+    entropy_then = (ROOT / "refdec" / "entropy.py").read_bytes() + b"# an edit since\n"
+
+    def show(commit, path):
+        assert commit == "abc1234"
+        if path == "vectors/manifest.json":
+            return json.dumps(then).encode()
+        return entropy_then if path == "refdec/entropy.py" else (ROOT / path).read_bytes()
+
+    summary = {"sample": None, "subsets": None, "selection": None, "path": "literal", "stages_compared": True,
+               "commit": "abc1234", "vectors_manifest_sha256": mutate.vector_set_digest(then), "seconds": 10.0}
+    outcomes = {a.key: {"status": "killed", "vector": first, "why": "x", "ran": 1, "quick": True, "seconds": 1},
+                b.key: {"status": "killed", "vector": second, "why": "x", "ran": 2, "quick": False, "seconds": 1},
+                c.key: {"status": "open", "vector": "", "why": "", "ran": 9, "quick": False, "seconds": 1},
+                d.key: {"status": "killed", "vector": first, "why": "x", "ran": 1, "quick": True, "seconds": 1}}
+    doc = {"summary": summary, "outcomes": outcomes}
+    kept, meta = mutate.resumable_kills(doc, [a, b, c, d], vectors, True, True, lambda msg: None, show=show)
+    assert set(kept) == {a.key} and kept[a.key].vector == first
+    assert meta["kills_kept"] == 1 and meta["commit"] == "abc1234"
+    with pytest.raises(SystemExit, match="path"):
+        mutate.resumable_kills(doc, [a], vectors, False, True, lambda msg: None, show=show)
+    with pytest.raises(SystemExit, match="vector set"):
+        mutate.resumable_kills({"summary": {**summary, "vectors_manifest_sha256": "f"}, "outcomes": outcomes}, [a],
+                               vectors, True, True, lambda msg: None, show=show)
+    with pytest.raises(SystemExit, match="not a full run"):
+        mutate.resumable_kills({"summary": {**summary, "sample": 300}, "outcomes": outcomes}, [a], vectors, True,
+                               True, lambda msg: None, show=show)

@@ -111,3 +111,33 @@ def test_generator_functions_match_annex_a3(make_tables):
     assert make_tables.scale_q_table() == SCALE_Q.tolist()
     assert make_tables.inv_scale_table() == INV_SCALE.tolist()
     assert make_tables.render([1, -2, 30]) == "1\n-2\n30\n"
+
+
+def test_the_clip_of_d_never_changes_phi():
+    """Clause 7.9's note: every |d| >= 2^15 - 1 reaches a saturated PHI entry at every scale index,
+    so the Clip3 of d (and a bound of 2^15 - 1 or 2^16 instead of 2^15) gives the same Phi; it is
+    there for the 32-bit width of u. The mutation harness's equivalence arguments rest on this."""
+    from refdec.arith import round2
+    from refdec.constants import MEAN_DIFF_MAX
+
+    half = len(PHI) // 2
+    varying = np.nonzero((PHI != PHI[0]) & (PHI != PHI[-1]))[0] - half
+    assert (varying.min(), varying.max()) == (-1107, 1107)  # the figures of the note
+    inv = INV_SCALE.astype(np.int64)
+    for d in (MEAN_DIFF_MAX - 1, MEAN_DIFF_MAX, 2 * MEAN_DIFF_MAX, 70000):
+        above, below = round2(d * inv, 10), round2(-d * inv, 10)
+        assert above.min() >= 1216 and below.max() <= -1216
+        assert (PHI[np.minimum(above, half) + half] == PHI[-1]).all()
+        assert (PHI[np.maximum(below, -half) + half] == PHI[0]).all()
+    # Below 2^15 - 1 the bound matters: 2^14 leaves the largest scale index unsaturated.
+    assert round2((MEAN_DIFF_MAX // 2) * inv, 10).min() <= 1107
+
+
+def test_a_window_of_129_values_is_unchanged_by_centring():
+    """Clause 7.9's note: hi - lo = 128 gives the same window whether or not it is centred."""
+    from refdec.arith import round2
+
+    for lo in range(-1200, 1200, 7):
+        hi = lo + 128
+        centre = round2(lo + hi, 1)
+        assert (centre - 64, centre + 64) == (lo, hi)

@@ -35,6 +35,10 @@ coverage run that decodes every vector in a fresh interpreter state (cached in a
 folder). The quick subset (12 vectors) runs first, then the other vectors from the cheapest up;
 the first failing vector kills the mutant.
 
+`--resume JSON` (an earlier full run's `--json`) keeps the kills that still hold (same module
+source, killing vector unchanged) and runs only the other mutants: after vectors are added, the
+survivors are run again without repeating the two hours.
+
 `--path literal` decodes with `refdec.decode(stream, models, fast=False)` (the literal
 normative modules alone) once that exists; `auto` picks it when `refdec.decode` has a `fast`
 parameter. On the literal path vectors of more than LITERAL_MAX_SAMPLES samples are not run
@@ -1243,6 +1247,10 @@ def main(argv=None) -> int:
                     help="run nothing: rebuild the report of an earlier run (its --json) with the current "
                          "equivalence arguments; mutants no longer in the tree (a line since marked "
                          "informative) are left out")
+    ap.add_argument("--resume", type=Path, default=None, metavar="JSON",
+                    help="an earlier full run's --json: keep its kills that still hold (the mutated module and "
+                         "the killing vector unchanged since its commit) and run every other mutant on today's "
+                         "vectors")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     ap.add_argument("--json", type=Path, default=None, help="also write every mutant's outcome to this file")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "refdec-mutate")
@@ -1346,6 +1354,11 @@ def main(argv=None) -> int:
             results[m.key] = Outcome("survived", why="no vector executes the mutated code")
             continue
         work.append((m, chosen))
+    resumed = None
+    if args.resume:
+        reused, resumed = resumable_kills(args.resume, [m for m, _ in work], vectors, literal, stages, log)
+        results.update(reused)
+        work = [(m, chosen) for m, chosen in work if m.key not in reused]
     rng.shuffle(work)  # seeded: long and short jobs mixed
     t_start = time.perf_counter()
     done = 0
@@ -1381,12 +1394,67 @@ def main(argv=None) -> int:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         list(pool.map(run_one, work))
     elapsed = time.perf_counter() - t_start
+    if resumed:
+        elapsed += resumed["seconds"]
 
     return finish(args, log, mutants, results, literal=literal, stages=stages, seed=args.seed, sample=args.sample,
                   vectors_sha=vectors_sha, elapsed=elapsed, missing=missing, skipped_large=skipped_large,
-                  n_vectors=len(vectors), subsets=args.subset,
+                  n_vectors=len(vectors), subsets=args.subset, resumed=resumed,
                   selection={k: v for k, v in (("modules", args.modules), ("kinds", args.kinds),
                                                ("only", args.only)) if v})
+
+
+def _git_show(commit: str, path: str) -> bytes | None:
+    try:
+        return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def resumable_kills(source, mutants, vectors: list[dict], literal: bool, stages: bool, log, show=_git_show):
+    """--resume: the kills of an earlier full run (its --json: a path or the loaded document) that
+    hold on today's tree and vectors.
+
+    A kill is kept when the earlier run used the same path and stage comparison, the mutated
+    module's source at the earlier run's commit equals today's (so the mutant is the same code),
+    and the vector that killed it is in today's set with the same manifest entry as in the vector
+    set of that commit (the same stream, model, golden and expected outcome). Adding vectors
+    cannot revive a killed mutant, so the kept kills and the mutants run again on today's vectors
+    make up a full run of today's set. Returns ({key: Outcome}, what the summary records)."""
+    doc = json.loads(source.read_text()) if isinstance(source, Path) else source
+    path = source if isinstance(source, Path) else Path("(document)")
+    old, outcomes = doc["summary"], doc["outcomes"]
+    if old.get("sample") or old.get("subsets") or old.get("selection"):
+        raise SystemExit(f"mutate: --resume {path}: not a full run (a sample, subset or selection)")
+    if (old["path"] == "literal") != literal or old["stages_compared"] != stages:
+        raise SystemExit(f"mutate: --resume {path}: run on the {old['path']} path, stages "
+                         f"{'compared' if old['stages_compared'] else 'not compared'}; this run differs")
+    commit = old.get("commit") or ""
+    then_manifest = show(commit, "vectors/manifest.json") if commit else None
+    if then_manifest is None or vector_set_digest(json.loads(then_manifest)) != old["vectors_manifest_sha256"]:
+        raise SystemExit(f"mutate: --resume {path}: the vector set of commit {commit or '?'} is not the one the "
+                         "run measured (run it on a clean tree)")
+    then_vectors = {v["id"]: v for v in json.loads(then_manifest)["vectors"]}
+    now_vectors = {v["id"]: v for v in vectors}
+    same_vector = {vid for vid, v in now_vectors.items()
+                   if vid in then_vectors and {k: x for k, x in then_vectors[vid].items() if k != "fast"}
+                   == {k: x for k, x in v.items() if k != "fast"}}
+    same_module = {}
+    kept = {}
+    for m in mutants:
+        o = outcomes.get(m.key)
+        if not o or o["status"] != "killed":
+            continue
+        if m.module not in same_module:
+            then = show(commit, f"refdec/{m.module}.py")
+            same_module[m.module] = then is not None and then == (ROOT / "refdec" / f"{m.module}.py").read_bytes()
+        if same_module[m.module] and o["vector"] in same_vector:
+            kept[m.key] = Outcome("killed", o["vector"], o["why"], o["ran"], o["quick"], o["seconds"])
+    changed = sorted(mod for mod, same in same_module.items() if not same)
+    log(f"--resume: {len(kept)} kills of {path} (commit {commit}) kept; {len(mutants) - len(kept)} mutants run"
+        + (f"; modules changed since: {', '.join(changed)}" if changed else ""))
+    return kept, {"from": str(path.name), "commit": commit, "vectors_manifest_sha256": old["vectors_manifest_sha256"],
+                  "kills_kept": len(kept), "seconds": old["seconds"]}
 
 
 def rescore(args, mutants, missing, log) -> int:
@@ -1404,7 +1472,7 @@ def rescore(args, mutants, missing, log) -> int:
                   seed=old["seed"], sample=old["sample"], vectors_sha=old["vectors_manifest_sha256"],
                   elapsed=old["seconds"], missing=missing, skipped_large=old["vectors_not_run_on_literal_path"],
                   n_vectors=old["vectors"], subsets=old["subsets"], selection=old["selection"],
-                  commit=old["commit"], date=old["date"])
+                  commit=old["commit"], date=old["date"], resumed=old.get("resumed_from"))
 
 
 def finish(args, log, mutants, results, **meta) -> int:
@@ -1503,7 +1571,7 @@ def build_report(mutants, results, arguments, previous, **meta) -> dict:
         "mutants": len(mutants),
         "hand_faults": sum(m.hand for m in mutants), "hand_faults_not_in_tree": meta["missing"],
         "vectors_not_run_on_literal_path": meta["skipped_large"], "seconds": round(meta["elapsed"], 1),
-        "killed_by_quick_subset": killed_quick,
+        "killed_by_quick_subset": killed_quick, "resumed_from": meta.get("resumed"),
         "modules": {m: {**dict(c), "score": _score(c)} for m, c in sorted(per_module.items())},
         "total": {**dict(total), "score": _score(total)},
         "top_killers": dict(killers.most_common(15)),
