@@ -57,12 +57,14 @@ from refdec.generators.encoder import (encode_escape_payload, encode_latents, en
                                        forward_integer, hyper_features, y_symbols, z_symbols)
 from refdec.entropy import coding_window, mixture_parameters
 from refdec.errors import ALL_ERRORS, RefdecError
-from refdec.generators.invalid_models import (boundary_invalid_models, formula_layer, input_channels, invalid_models,
-                                              tiny_base_model)
+from refdec.generators.invalid_models import (TINY_NUM_RATES, boundary_invalid_models, formula_layer, input_channels,
+                                              invalid_models, tiny_base_model, valid_variants)
 from refdec.model_file import input_bounds, model_id_of, parse_model
 from refdec.generators.model_writer import serialize_model
 from refdec.generators.random_model import random_latents
 from refdec.generators.range_encoder import RANGE_BOTTOM, RangeEncoder
+from refdec.range_decoder import RangeDecoder
+from refdec.symbols import decode_value
 
 from . import vector_stats
 
@@ -85,7 +87,7 @@ SUBSETS = {
     "large": "a large image (1920x1080): many synthesis bands",
     "images": "streams of synthetic images through the trained float model",
     "header": "invalid headers (clause 6.2)",
-    "model": "unknown or invalid model files (clauses 6.2, 9.4, 9.5)",
+    "model": "unknown or invalid model files (clauses 6.2, 9.4, 9.5), and valid ones at the edges of clause 9",
     "payload": "invalid payloads (clauses 7.10, 8.3, 8.5)",
     "limits": "both sides of the limits and ranges of clauses 5.2, 5.3, 6.2 and 9.4: valid streams and models "
               "at each limit, invalid ones one past it",
@@ -147,6 +149,21 @@ def invalid_model_entries() -> list[ModelEntry]:
         raise GenerationError(f"SUPERSEDED_MODELS names files that are not made: {stale}")
     return [ModelEntry(f"invalid-{m.name}", m.data, None, m.description, m.expected_error, m.clause)
             for m in made if m.name not in SUPERSEDED_MODELS]
+
+
+def variant_specs() -> list[tuple[ModelEntry, "ValidSpec"]]:
+    """The valid model files at the edges of clauses 9.1 and 9.2 (refdec.generators.invalid_models.
+    valid_variants), each with the tiny base model's stream (the same latents, its own model id):
+    a decoder that rejects one, or decodes it to another image, applies a rule of clause 9 too
+    strictly or misreads the container."""
+    out = []
+    for v in valid_variants(tiny_base_model()):
+        me = ModelEntry(v.name, v.data, parse_model(v.data, where=v.name), v.description, clause=v.clause)
+        out.append((me, ValidSpec(f"{v.name}.rate-01-65x33", 65, 33, TINY_NUM_RATES - 1, latents_random(31),
+                                  f"the tiny base model's parameters in a model file at the edges of clause "
+                                  f"{v.clause}: {v.description}", [v.clause, "9.4"], ["model", "limits"],
+                                  ["model-file-edges"])))
+    return out
 
 
 # --- latents --------------------------------------------------------------------------------
@@ -413,36 +430,39 @@ def limits_max_model() -> bytes:
 RENORM_Z_CDF = (0, 513, 33281, 65535)  # symbol 0 then symbol 1 leave R = 512 * 32768 = 2^24 (clause 8.3)
 
 
-def limits_min_model() -> bytes:
+def limits_min_model(z_rows=((0, RENORM_Z_CDF), (-Z_MAX, (0, 65535)), (Z_MAX, (0, 1))),
+                     name: str = "limits-min") -> bytes:
     """A valid W8A16 model at the lower limits of clauses 5.2 and 9.4: C_y = 1, one channel
     between layers, R = 1, inv_gain_shift 0 (Round2 with n = 0), shifts 0, every clip 1 (the
     synthesis input too), weights +-127, z_count 1 with C(1) = 65535 and with C(1) = 1 (a
     frequency of 1), z windows at -Z_MAX and Z_MAX, and a z table RENORM_Z_CDF whose first two
     symbols leave the range decoder at R = 2^24 exactly. Its output layer has zero weights and
     biases beyond 0 and 255: every decoded image is the constant (0, 255, 128), so that a stream
-    of 2^25 samples has a small golden PNG."""
-    cy, cz = 1, 3
-    delivered = {name: 1 for name in BY_NAME}
+    of 2^25 samples has a small golden PNG. z_rows gives C_z and the z tables (limits-min-z1:
+    C_z = 1 with RENORM_Z_CDF alone)."""
+    cy, cz = 1, len(z_rows)
+    delivered = {layer: 1 for layer in BY_NAME}
     delivered["gather.6"] = 3 * NUM_MIXTURES * cy
     delivered[OUTPUT_LAYER] = 3
     header = _limit_header("W8A16", cy, cz, 1, 0, 1, 1,
-                           "limits-min: a model at the lower limits of clauses 5.2 and 9.4 (conformance vectors)")
+                           f"{name}: a model at the lower limits of clauses 5.2 and 9.4 (conformance vectors)")
     in_max = input_bounds(header)
-    arrays = _limit_arrays("W8A16", cy, cz, delivered, in_max, {name: 127 for name in BY_NAME})
-    for name in BY_NAME:
-        arrays[f"{name}.shift"][:] = 0
+    arrays = _limit_arrays("W8A16", cy, cz, delivered, in_max, {layer: 127 for layer in BY_NAME})
+    for layer in BY_NAME:
+        arrays[f"{layer}.shift"][:] = 0
     arrays[f"{OUTPUT_LAYER}.weight"][:] = 0
     arrays[f"{OUTPUT_LAYER}.bias"] = np.array([-5, 300, 128], dtype=np.int32)
     arrays["inv_gain"] = np.array([[1]], dtype=np.int32)
-    arrays.update(_z_tables([(0, RENORM_Z_CDF), (-Z_MAX, (0, 65535)), (Z_MAX, (0, 1))]))
+    arrays.update(_z_tables(list(z_rows)))
     data = serialize_model(header, arrays)
-    parse_model(data, where="limits_min_model()")
+    parse_model(data, where=f"limits_min_model({name})")
     return data
 
 
 def limit_model_entries() -> list[ModelEntry]:
     out = []
-    for name, make in (("limits-max", limits_max_model), ("limits-min", limits_min_model)):
+    for name, make in (("limits-max", limits_max_model), ("limits-min", limits_min_model),
+                       ("limits-min-z1", lambda: limits_min_model(((0, RENORM_Z_CDF),), "limits-min-z1"))):
         data = make()
         model = parse_model(data, where=name)
         out.append(ModelEntry(name, data, model, model.header["description"]))
@@ -623,6 +643,12 @@ def limit_specs(limit_entries: list) -> list[tuple]:
                               "a z symbol of frequency 1, z at -Z_MAX and Z_MAX, y at -Y_MAX and Y_MAX",
                               ["5.3", "8.3", "7.3", "9.4"], L, ["range-2-24", "z-frequency-1"],
                               check=_range_reaches_2_24)))
+    z1 = by["limits-min-z1"]
+    out.append((z1, ValidSpec(f"{z1.name}.renorm-at-end-65x1", 65, 1, 0, latents_limits_min([[0, 1]]),
+                              "C_z = 1, the lower limit (clause 5.2); the z payload's last two symbols (0 then 1 of "
+                              "RENORM_Z_CDF) leave R = 2^24 exactly at its end: no renormalisation, so no byte past "
+                              "the payload is read (clause 8.3: only while R < 2^24)", ["5.2", "8.3", "8.5"], L,
+                              ["range-2-24", "range-2-24-at-end", "hyper-channels-1"], check=_range_2_24_at_z_end)))
     width, height = LARGEST
     out.append((mn, ValidSpec(f"{mn.name}.size-{width}x{height}", width, height, 0,
                               latents_limits_min([[2], [-Z_MAX], [Z_MAX - 1]]),
@@ -630,6 +656,16 @@ def limit_specs(limit_entries: list) -> list[tuple]:
                               f" x {padded_sizes(width, height)[3]} latent positions; the model's output is constant",
                               ["5.2", "5.4", "7.5", "7.12", "7.13"], L + ["large"], ["samples-2-25", "width-8192"])))
     return out
+
+
+def _range_2_24_at_z_end(stream: bytes, model) -> None:
+    f = _header(stream)
+    decoder = RangeDecoder(stream[HEADER_SIZE: HEADER_SIZE + f[7]])
+    hz, wz, _, _ = padded_sizes(f[3], f[4])
+    for cdf, n_w, lo, hi, _, limit in z_symbols(model, np.zeros((model.hyper_channels, hz, wz), dtype=np.int64)):
+        decode_value(decoder, cdf, n_w, lo, hi, limit)
+    if decoder.range != RANGE_BOTTOM or decoder.pos != decoder.length:
+        raise GenerationError(f"R = {decoder.range}, {decoder.length - decoder.pos} bytes left at the z payload's end")
 
 
 def _payloads_of_4_bytes(stream: bytes, model) -> None:
@@ -711,6 +747,13 @@ def measured_features(model, spec: ValidSpec, stages: dict) -> tuple[list, list]
 
 # --- payload crafting for invalid streams -------------------------------------------------------
 
+class _BitList(list):
+    """Informative: collects the bits encode_escape_payload writes."""
+
+    def write_bit(self, bit: int) -> None:
+        self.append(bit)
+
+
 class CraftingEncoder(RangeEncoder):
     """Informative: RangeEncoder that can also place the code value where clause 8.3 fails."""
 
@@ -727,6 +770,16 @@ class CraftingEncoder(RangeEncoder):
             self.range <<= 8
             self._shift_low()
         return True
+
+    def sliver_at_last_bit(self, cdf, n_w, lo, hi, value) -> bool:
+        """The escape of `value` with its last bypass bit replaced by sliver(): the decoder finds
+        v = 2^16 exactly at the payload's last ReadBit [InvalidRangeState]."""
+        bits = _BitList()
+        encode_escape_payload(bits, lo, hi, value)
+        self.encode_symbol(cdf, n_w + 1, n_w)
+        for bit in bits[:-1]:
+            self.write_bit(bit)
+        return self.sliver()
 
     def escape_too_long(self, cdf, n_w) -> bool:
         """Escape symbol, side bit, then 15 prefix ones [EscapeTooLong]."""
@@ -754,7 +807,8 @@ def _y_symbols(model, z, y):
 def crafted_payload(symbols, at: int, action) -> bytes:
     """A payload that codes `symbols` correctly up to symbol `at` (or the next symbol where the
     action is possible), then does `action` there and flushes. `action` is "sliver",
-    "escape_too_long", "out_of_range", or an escaped value (an int) placed without its range check."""
+    "escape_too_long", "out_of_range", "sliver_at_last_bit" (the symbol's escaped value with a sliver
+    for its last bit), or an escaped value (an int) placed without its range check."""
     enc = CraftingEncoder()
     for i, (cdf, n_w, lo, hi, value, limit) in enumerate(symbols):
         if i >= at:
@@ -762,6 +816,10 @@ def crafted_payload(symbols, at: int, action) -> bytes:
                 enc.encode_symbol(cdf, n_w + 1, n_w)
                 encode_escape_payload(enc, lo, hi, action)
                 return enc.finish()
+            if action == "sliver_at_last_bit":
+                if not lo <= value <= hi and enc.sliver_at_last_bit(cdf, n_w, lo, hi, value):
+                    return enc.finish()
+                raise GenerationError(f"no sliver at the last bit of symbol {i}")
             done = {"sliver": lambda: enc.sliver(), "escape_too_long": lambda: enc.escape_too_long(cdf, n_w),
                     "out_of_range": lambda: enc.out_of_range(cdf, n_w)}[action]()
             if done:
@@ -922,8 +980,23 @@ def invalid_specs(base_stream: bytes, base: ModelEntry, z, y, bad_models: list, 
     return out
 
 
+def code_value_2_16_stream(entry: ModelEntry) -> bytes:
+    """A 1x1 stream of limits-min whose z payload ends in an escape (channel 2, whose window is the
+    single value Z_MAX with frequency 1: the escape symbol leaves R nearly whole, so its bypass bits
+    run without renormalisation) with the code value v = 2^16 exactly at its last ReadBit: the
+    boundary of clause 8.3's v >= 2^16. The escape is to Z_MAX - 7 (m = 6, suffix bits 1 1), so a
+    decoder that tests v > 2^16 reads the same bit 1 and ends the z payload with bytes left over."""
+    m = entry.model
+    z, y = latents_limits_min([[1], [-Z_MAX], [Z_MAX - 7]])(m, 1, 1)
+    valid = encode_latents(m, z, y, 0, 1, 1)
+    f = _header(valid)
+    yp = valid[HEADER_SIZE + f[7]:]
+    symbols = list(z_symbols(m, z))
+    return _with_header(f, crafted_payload(symbols, len(symbols) - 1, "sliver_at_last_bit"), yp)
+
+
 def boundary_invalid_specs(base_stream: bytes, base: ModelEntry, z, y, max_stream: bytes,
-                           max_entry: ModelEntry) -> list[InvalidSpec]:
+                           max_entry: ModelEntry, min_entry: ModelEntry) -> list[InvalidSpec]:
     """Invalid streams one past the limits of clauses 5.2, 5.3 and 6.2 (each breaks only that limit;
     the valid side is in limit_specs or the base set)."""
     m = base.model
@@ -956,6 +1029,11 @@ def boundary_invalid_specs(base_stream: bytes, base: ModelEntry, z, y, max_strea
                     _with_header(f, crafted_payload(z_symbols(m, z), n_z // 2, -Z_MAX - 1), yp),
                     "z escape to exactly -Z_MAX - 1 = -16384, one past the limit (clause 5.3)", ["5.3", "7.10"],
                     P + L, ["latent-out-of-range", "z-payload"], base),
+        InvalidSpec("err-z-code-value-2-16-at-last-bit", "InvalidRangeState", code_value_2_16_stream(min_entry),
+                    "code value v = 2^16 exactly at the z payload's last ReadBit (the last suffix bit of an escape): "
+                    "v >= 2^16 is InvalidRangeState, the boundary of clause 8.3; a decoder testing v > 2^16 "
+                    "decodes bit 1 there and finds bytes left over", ["8.3", "8.4", "7.10"], P + L,
+                    ["invalid-range-state", "z-payload"], min_entry),
         InvalidSpec("err-rate-index-64", "RateIndexOutOfRange", _patched(max_stream, rate_index=64),
                     "rate index 64 = R of limits-max, whose R = 64 is the largest (clauses 5.2, 6.2)", ["6.2", "7.11"],
                     H + L, ["rate-index"], max_entry),
@@ -989,6 +1067,12 @@ INHERENT_SECOND_RULE = {
     "zip-member-too-large": "its records declare 2^28 + 1 bytes for 8 bytes of data; a member within clause 5.2 "
                             "is at most 2048 x 2048 x 3 x 3 int16 weights (75 MB), so a true one breaks a shape "
                             "rule too: the limit bounds memory before anything is read",
+    "zip-member-2-28-plus-1-bytes": "no member of a model within clause 5.2 reaches 2^28 bytes (the largest is "
+                                    "2048 x 2048 x 3 x 3 int16 weights, 75 MB), so a real member one byte past the "
+                                    "limit has a wrong shape too: the limit bounds work before anything is inflated",
+    "zip-bad-crc-and-shape-error": "it tests the order of clause 9.4's items: a format fault (a CRC-32, item 1) and "
+                                   "a shape fault (item 2) in other members; with the CRC check off the shape fault "
+                                   "is reported, as it must be",
     "zip-members-too-large-together": "as zip-member-too-large: the declared sizes are false, and the members of "
                                       "a model within clause 5.2 are below 2^30 bytes together",
     "zip-too-many-members": "clause 9.3 names 65 members and names are unique, so more than 256 members always "
@@ -1003,6 +1087,9 @@ INHERENT_SECOND_RULE = {
     "npy-big-endian": "'>' is not the '<' that the dtype table requires either (one rule, two checks)",
     "npy-native-byte-order": "'=i4' is not the '<i4' of the dtype table either (one rule, two checks)",
     "npy-no-byte-order": "'|i2' is not the '<i2' of the dtype table either (one rule, two checks)",
+    "npy-shape-4301-digits": "a dimension beyond 2^28 cannot be filled by the data of a member of at most 2^28 "
+                             "bytes, so its data size is wrong as well: the limit bounds the arithmetic before the "
+                             "sizes are compared (and spares a decoder the conversion of 4301 digits)",
     "npy-shape-huge-empty": "no clause 9.3 array within clause 5.2 has a dimension above 2^28, so its shape is "
                             "wrong as well: the limit bounds the arithmetic before the shapes are compared",
     # Clause 9.2 and 9.3.
@@ -1429,7 +1516,7 @@ def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=
 
     limit_entries = [] if quick else limit_model_entries()
     if not quick:
-        valid_entries += limit_specs(limit_entries)
+        valid_entries += limit_specs(limit_entries) + variant_specs()
     streams: dict[str, bytes] = {}
 
     def stream_of(me, s) -> bytes:
@@ -1455,7 +1542,8 @@ def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=
     invalid = invalid_specs(base_stream, base_entry, bz, by, bad_models, quick, model_stream)
     if not quick:
         mx, mx_spec = next((me, s) for me, s in valid_entries if me.name == "limits-max")
-        invalid += boundary_invalid_specs(base_stream, base_entry, bz, by, stream_of(mx, mx_spec), mx)
+        mn = next(me for me in limit_entries if me.name == "limits-min")
+        invalid += boundary_invalid_specs(base_stream, base_entry, bz, by, stream_of(mx, mx_spec), mx, mn)
     all_ids = [s.id for _, s in valid_entries] + [s.id for s in invalid]
     if len(set(all_ids)) != len(all_ids):
         raise GenerationError("duplicate vector ids")
@@ -1569,8 +1657,9 @@ def generate(out: Path, model_paths, quick: bool = False, only=None, checkpoint=
     }
     if stats:
         by_name = {me.name: me for me in models + limit_entries}
+        # The models of the set's own vectors (the clause 9 variants repeat the tiny base model's layers).
         manifest["statistics"] = {"models": {name: vector_stats.summarise(per_vector, by_name[name].model)
-                                             for name, per_vector in sorted(stats.items())}}
+                                             for name, per_vector in sorted(stats.items()) if name in by_name}}
     score = mutation_statistics(manifest)
     if score:
         manifest.setdefault("statistics", {})["mutation"] = score
@@ -1610,7 +1699,8 @@ def mutation_statistics(manifest: dict, summary_path: Path = MUTATION_SUMMARY) -
         return None
     t = summary["total"]
     return {"date": summary["date"], "commit": summary.get("commit", ""), "path": summary["path"],
-            "score": t["score"], "killed": t["killed"], "equivalent": t["equivalent"], "open": t["open"],
+            "score": t["score"], "killed": t["killed"], "equivalent": t["equivalent"],
+            "untestable": t.get("untestable", 0), "open": t["open"],
             "mutants": summary["mutants"], "survivors": "results/mutation/survivors.md"}
 
 

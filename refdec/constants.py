@@ -16,8 +16,8 @@ MAX_CHANNELS = 2048  # C_y, C_z and every layer's outputs (weight dimension 0, b
 MAX_RATES = 64  # rate points R of a model
 
 # Clause 5.1: architecture (reference channel counts are informative).
-LATENT_CHANNELS = 128  # C_y
-HYPER_CHANNELS = 64  # C_z
+LATENT_CHANNELS = 128  # informative: C_y of the test model (refcodec); decoding reads C_y from the model file
+HYPER_CHANNELS = 64  # informative: C_z of the test model (refcodec); decoding reads C_z from the model file
 Y_STRIDE = 16  # clause 5.4: image samples per latent position, each way
 Z_STRIDE = 64  # clause 5.4: image samples per hyper-latent position, each way
 NUM_MIXTURES = 3  # K
@@ -32,7 +32,7 @@ CONTEXT_INPUT_MAX = 255  # 9-bit context-model input: Clip3(-255, 255, y_hat)
 ACCUMULATOR_LIMIT = 1 << 31  # clause 4.5 / 9.5: |acc| < 2^31
 MAX_SHIFT = 27  # clause 4.4 / 9.3: layer shifts s in 0..27, so Round2 shifts by s + 3 <= 30
 MAX_INV_GAIN_SHIFT = 27  # clause 9.2: G of clause 7.11 in 0..27
-MAX_ROUND2_BITS = 30  # clause 4.2: n never exceeds 30
+MAX_ROUND2_BITS = 30  # informative: the bound of clause 4.2 (n <= 30), for tests; no step tests it
 
 # Clause 5.3: latent ranges.
 Y_MAX = (1 << 14) - 1
@@ -45,7 +45,7 @@ WEIGHT_BITS = 14  # mixture weights sum to at most 2^14
 NUM_SCALES = 160  # scale index 0..159
 SCALE_INDEX_FRAC_BITS = 4  # clause 7.8: sidx = Round2(P, 4), P in units of 1/16 of a scale step
 SCALE_MIN = 0.11  # informative: generating formula of the scale tables
-SCALE_STEPS_PER_OCTAVE = 16  # informative
+SCALE_STEPS_PER_OCTAVE = 16  # informative: generating formula of the scale tables
 INV_SCALE_BITS = 12  # INV_SCALE[k] = round(2^12 / sigma_k)
 SCALE_Q_BITS = 8  # SCALE_Q[k] = round(2^8 * sigma_k)
 MEAN_DIFF_MAX = (1 << 15)  # |d| clamp before the multiply by INV_SCALE

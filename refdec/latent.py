@@ -44,8 +44,8 @@ def decode_y(decoder: RangeDecoder, model: Model, hyper: np.ndarray, record: Rec
                 y_hat[c, y, x] = decode_value(decoder, C[c, : n_w + 1].tolist(), n_w, int(lo[c]), int(hi[c]),
                                               Y_MAX)
             _record_position(record, y, x, contexts, G, mix, lo, hi, C, y_hat[:, y, x])
-        record.wavefronts_done(t + 1)
-        record.progress("latent", t + 1, total)
+        record.wavefronts_done(t + 1)  # informative: how far a partial trace reaches (clause 11.5.4)
+        record.progress("latent", t + 1, total)  # informative: a progress report
     return y_hat
 
 

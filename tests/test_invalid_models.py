@@ -151,3 +151,68 @@ def test_coverage_of_model_file(base, models, tmp_path):
     assert not entry["missing_lines"] and not entry["missing_branches"], (
         f"missing lines {entry['missing_lines']}, missing branches {entry['missing_branches']}\n{proc.stdout}")
     assert totals["percent_covered"] == 100.0
+
+
+def test_valid_variants_sit_on_the_edges_they_name(base):
+    """Each valid variant parses to the tiny base model's parameters (valid_variants checks that) and
+    sits exactly on the edge its description names, so that a decoder one step too strict fails it."""
+    import io
+    import struct
+    import zipfile
+
+    from refdec.generators.invalid_models import valid_variants
+    from refdec.model_file import MAX_HEADER_BYTES, MAX_JSON_DEPTH
+
+    variants = {v.name: v for v in valid_variants(base)}
+    assert set(variants) == {"valid-zip-variants", "valid-npy-variants", "valid-deflate-empty-blocks",
+                             "valid-stored-large-member", "valid-header-limits"}
+    for v in variants.values():
+        assert v.data != base and parse_model(v.data).model_id != parse_model(base).model_id
+
+    with zipfile.ZipFile(io.BytesIO(variants["valid-zip-variants"].data)) as zf:
+        infos = zf.infolist()
+        assert {i.flag_bits for i in infos} == {0x0806}
+        assert {i.compress_type for i in infos} == {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}
+        assert all(i.comment and i.extra for i in infos)
+        assert zf.getinfo("header.npy").file_size % 256 == 0
+    data = variants["valid-zip-variants"].data
+    local = struct.unpack_from("<IHHHHHIIIHH", data, 0)
+    assert local[7:9] == (0xFFFFFFFF, 0xFFFFFFFF)  # sizes in the ZIP64 field, which ends the extra area
+    extra = data[30 + local[9]: 30 + local[9] + local[10]]
+    assert struct.unpack_from("<HH", extra, len(extra) - 20) == (1, 16)
+
+    with zipfile.ZipFile(io.BytesIO(variants["valid-npy-variants"].data)) as zf:
+        z_cdf = zf.read("z_cdf.npy")
+        assert struct.unpack_from("<H", z_cdf, 8)[0] == 0xFFFF
+        texts = [zf.read(i)[10: 10 + struct.unpack_from("<H", zf.read(i), 8)[0]] for i in zf.infolist()[1:]]
+        assert any(b'"' in t for t in texts) and any(t.rstrip().endswith(b")}") for t in texts)
+
+    with zipfile.ZipFile(io.BytesIO(variants["valid-deflate-empty-blocks"].data)) as zf:
+        info = zf.getinfo("z_cdf.npy")
+        assert info.compress_size > 1 << 20 > info.file_size  # the first 2^20 compressed bytes inflate to nothing
+
+    with zipfile.ZipFile(io.BytesIO(variants["valid-stored-large-member"].data)) as zf:
+        assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_STORED}
+        assert zf.getinfo("gather.2.weight.npy").file_size > 1 << 20
+
+    with zipfile.ZipFile(io.BytesIO(variants["valid-header-limits"].data)) as zf:
+        assert zf.getinfo("header.npy").file_size == MAX_HEADER_BYTES
+    header = parse_model(variants["valid-header-limits"].data).header
+    depth, node = 1, header["provenance"]
+    while isinstance(node, dict):
+        depth, node = depth + 1, node.get("deep", node.get("n"))
+    assert depth == MAX_JSON_DEPTH
+
+
+def test_boundary_models_at_the_container_limits(base):
+    """The invalid files that sit on a container limit fail for their one other fault: the member
+    of exactly 2^28 bytes and the dimension of exactly 2^28 pass clause 9.1 and fail the shapes."""
+    from refdec.generators.invalid_models import boundary_invalid_models
+
+    made = {m.name: m for m in boundary_invalid_models(base)}
+    assert made["zip-member-2-28-bytes"].expected_error == "ModelShapeError"
+    assert made["npy-shape-dimension-2-28"].expected_error == "ModelShapeError"
+    assert made["zip-local-zip64-field-15-bytes"].expected_error == "ModelFormatError"
+    assert made["npy-header-key-misspelled"].expected_error == "ModelFormatError"
+    assert made["header-unpaired-surrogate-in-key"].expected_error == "ModelFormatError"
+    assert len(made["zip-member-2-28-bytes"].data) < 300_000

@@ -118,7 +118,7 @@ def test_a_seeded_sample_against_the_quick_subset(tmp_path):
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     doc = json.loads(out.read_text())
     total = doc["summary"]["total"]
-    assert total["killed"] + total["equivalent"] + total["open"] == len(doc["outcomes"]) == 12
+    assert total["killed"] + total["equivalent"] + total["untestable"] + total["open"] == len(doc["outcomes"]) == 12
     assert all(v["status"] != "killed" or v["vector"] for v in doc["outcomes"].values())
 
 
@@ -146,18 +146,38 @@ def test_rescore_applies_new_arguments_without_running(tmp_path):
     assert {k: v["status"] for k, v in doc["outcomes"].items()} == {keys[0]: "killed", keys[1]: "equivalent"}
     assert doc["outcomes"][keys[0]]["vector"] == "v1"
     assert (doc["summary"]["date"], doc["summary"]["commit"]) == ("2026-01-02", "0123456")
-    assert doc["summary"]["total"] == {"killed": 1, "equivalent": 1, "open": 0, "score": 100.0}
+    assert doc["summary"]["total"] == {"killed": 1, "equivalent": 1, "untestable": 0, "open": 0, "score": 100.0}
+    # An argument that begins "Untestable:" is no equivalence: listed apart, and it counts against the score.
+    arguments.write_text(json.dumps({keys[1]: mutate.UNTESTABLE + " a 1 GiB model file."}))
+    proc = subprocess.run([sys.executable, str(TOOLS_DIR / "mutate.py"), "--rescore", str(earlier), "--equivalent",
+                           str(arguments), "--json", str(again), "--no-write", "-q"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(again.read_text())
+    assert doc["outcomes"][keys[1]]["status"] == "untestable"
+    assert doc["summary"]["total"] == {"killed": 1, "equivalent": 0, "untestable": 1, "open": 0, "score": 50.0}
+    # The folder a run writes holds the same document: its outcomes.json is the input of --rescore.
+    out = tmp_path / "out"
+    for args in (["--out", str(out)], ["--out", str(tmp_path / "again"), "--rescore", str(out / "outcomes.json")]):
+        cmd = [sys.executable, str(TOOLS_DIR / "mutate.py"), "--rescore", str(earlier), "--equivalent", str(arguments),
+               "-q", *args]
+        if args[-2] == "--rescore":
+            cmd = [sys.executable, str(TOOLS_DIR / "mutate.py"), "--equivalent", str(arguments), "-q", *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    again_doc = json.loads((tmp_path / "again" / "outcomes.json").read_text())
+    assert again_doc["outcomes"] == doc["outcomes"] and again_doc["summary"]["total"] == doc["summary"]["total"]
 
 
 def test_resume_keeps_only_the_kills_that_still_hold(enumerated):
     """--resume keeps a kill only when the mutated module and the killing vector are unchanged
     since the earlier run's commit; every other mutant (open, or killed by a changed vector or in
-    a changed module) is run again."""
+    a changed module, or a kill by a timeout) is run again."""
     mutants, _, _ = enumerated
     by_module = {}
     for m in mutants:
         by_module.setdefault(m.module, []).append(m)
-    a, b, c = by_module["arith"][:3]
+    a, b, c, e = by_module["arith"][:4]
     d = by_module["entropy"][0]
     manifest = json.loads((VECTORS / "manifest.json").read_text())
     vectors = manifest["vectors"]
@@ -177,9 +197,10 @@ def test_resume_keeps_only_the_kills_that_still_hold(enumerated):
     outcomes = {a.key: {"status": "killed", "vector": first, "why": "x", "ran": 1, "quick": True, "seconds": 1},
                 b.key: {"status": "killed", "vector": second, "why": "x", "ran": 2, "quick": False, "seconds": 1},
                 c.key: {"status": "open", "vector": "", "why": "", "ran": 9, "quick": False, "seconds": 1},
-                d.key: {"status": "killed", "vector": first, "why": "x", "ran": 1, "quick": True, "seconds": 1}}
+                d.key: {"status": "killed", "vector": first, "why": "x", "ran": 1, "quick": True, "seconds": 1},
+                e.key: {"status": "killed", "vector": first, "why": "timeout", "ran": 1, "quick": True, "seconds": 1}}
     doc = {"summary": summary, "outcomes": outcomes}
-    kept, meta = mutate.resumable_kills(doc, [a, b, c, d], vectors, True, True, lambda msg: None, show=show)
+    kept, meta = mutate.resumable_kills(doc, [a, b, c, d, e], vectors, True, True, lambda msg: None, show=show)
     assert set(kept) == {a.key} and kept[a.key].vector == first
     assert meta["kills_kept"] == 1 and meta["commit"] == "abc1234"
     with pytest.raises(SystemExit, match="path"):

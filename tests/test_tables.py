@@ -141,3 +141,20 @@ def test_a_window_of_129_values_is_unchanged_by_centring():
         hi = lo + 128
         centre = round2(lo + hi, 1)
         assert (centre - 64, centre + 64) == (lo, hi)
+
+
+def test_inv_scale_0_plus_one_reads_the_same_phi():
+    """The mutation harness's argument for its hand fault INV_SCALE[0] + 1 (results/mutation/
+    equivalent.json): at scale index 0 every d of clause 7.9 reads the same PHI entry with either
+    value, so no stream can tell them apart."""
+    from refdec.arith import round2
+    from refdec.constants import MEAN_DIFF_MAX
+
+    d = np.arange(-MEAN_DIFF_MAX, MEAN_DIFF_MAX + 1, dtype=np.int64)
+    half = len(PHI) // 2
+    for inv in (int(INV_SCALE[0]), int(INV_SCALE[0]) + 1):
+        index = np.clip(round2(d * inv, 10), -half, half) + half
+        if inv == int(INV_SCALE[0]):
+            first = PHI[index]
+        else:
+            assert np.array_equal(PHI[index], first)

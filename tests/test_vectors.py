@@ -97,6 +97,17 @@ def test_both_sides_of_every_limit(manifest):
                  "value-weight-int16-min", "value-weight-int8-min", "accumulator-synthesis-0"):
         assert f"err-model-{name}" in by_id, name
     assert "limits" in manifest.data["subsets"]
+    # Clause 8.3: v = 2^16 exactly is rejected; R = 2^24 exactly at a payload's end reads no further byte.
+    assert by_id["err-z-code-value-2-16-at-last-bit"]["expected_error"] == "InvalidRangeState"
+    assert "range-2-24-at-end" in by_id["limits-min-z1.renorm-at-end-65x1"]["features"]
+    # Clause 9.1: container limits exactly at (valid, or failing only a later rule) and one past.
+    for vid in ("valid-zip-variants", "valid-npy-variants", "valid-deflate-empty-blocks", "valid-stored-large-member",
+                "valid-header-limits"):
+        assert by_id[f"{vid}.rate-01-65x33"]["kind"] == "valid", vid
+    for name, error in (("zip-member-2-28-bytes", "ModelShapeError"), ("zip-member-2-28-plus-1-bytes", "ModelFormatError"),
+                        ("npy-shape-dimension-2-28", "ModelShapeError"), ("zip-21-bytes", "ModelFormatError"),
+                        ("zip-bad-crc-and-shape-error", "ModelFormatError")):
+        assert by_id[f"err-model-{name}"]["expected_error"] == error, name
 
 
 LITERAL_SAMPLES = 1 << 16  # the vectors the literal path decodes in CI (and the coverage gate's default)

@@ -460,10 +460,10 @@ HAND_FAULTS = (
     HandFault("kernel-flipped", "layers", "the kernel applied flipped (a true convolution, not a correlation)",
               (("acc += np.einsum(\"oi,iyx->oyx\", params.weight[:, :, ky, kx], window)",
                 "acc += np.einsum(\"oi,iyx->oyx\", params.weight[:, :, k - 1 - ky, k - 1 - kx], window)"),)),
-    HandFault("layer-at-border-replicate", "layers", "the context layer at one position pads with the edge value",
+    HandFault("layer-at-border-replicate", "layers", "the layer at one position pads with the nearest edge sample",
               (("    patch = np.zeros((channels, k, k), dtype=np.int64)",
-                "    patch = np.full((channels, k, k), X[:, min(max(y, 0), height - 1), min(max(x, 0), width - 1)][:, None, "
-                "None], dtype=np.int64)"),)),
+                "    patch = X[:, np.clip(np.arange(y - p, y + p + 1), 0, height - 1)][:, :, np.clip(np.arange("
+                "x - p, x + p + 1), 0, width - 1)].astype(np.int64)"),)),
     # Clause 4.6 depth-to-space.
     HandFault("d2s-channel-order", "layers", "DepthToSpace with the channel order (2i + j) C + c (TensorFlow's)",
               (("Y[:, i::2, j::2] = X[2 * i + j::4]", "Y[:, i::2, j::2] = X[(2 * i + j) * (channels4 // 4):][: channels4 // 4]"),)),
@@ -868,7 +868,8 @@ def _install(job: dict) -> None:
 
 def worker(job: dict) -> int:
     """Decode job['vectors'] in order with the mutated module; one line per vector on stdout:
-    'B ID' before, 'E ID ok' or 'E ID kill WHY' after; stops at the first kill."""
+    'B ID' before, 'E ID ok' or 'E ID kill WHY' after; stops at the first kill; 'D' when every
+    vector passed (a worker that ends without it died, and --resume runs its mutant again)."""
     _limit_memory()
     _install(job)
     out = sys.stdout
@@ -891,6 +892,8 @@ def worker(job: dict) -> int:
         out.flush()
         if not ok and job.get("stop", True):
             return 0
+    out.write("D\n")  # every vector decoded: only now is the mutant a survivor
+    out.flush()
     return 0
 
 
@@ -1091,11 +1094,13 @@ def run_job(job: dict, budgets: dict, quick_ids: set) -> Outcome:
                 _kill(proc)
                 vid = current or "(import)"
                 return Outcome("killed", vid, "timeout", ran, vid in quick_ids, time.perf_counter() - t0)
-            if line is None:
+            if line is None:  # the worker ended without its D line: it died (or never started)
                 proc.wait()
-                if current is not None:
-                    return Outcome("killed", current, f"worker died (exit {proc.returncode})", ran, current in quick_ids,
-                                   time.perf_counter() - t0)
+                vid = current or "(start)"
+                return Outcome("killed", vid, f"worker died (exit {proc.returncode})", ran, vid in quick_ids,
+                               time.perf_counter() - t0)
+            if line == "D":
+                proc.wait()
                 return Outcome("survived", ran=ran, seconds=time.perf_counter() - t0)
             parts = line.split(" ", 4)
             if parts[0] == "I":
@@ -1206,8 +1211,19 @@ class Coverage:
         return not (lines & (self.imports.get(mutant.module, set()) | self.decode_any.get(mutant.module, set())))
 
 
+UNTESTABLE = "Untestable:"  # an argument that begins so: not equivalent, but no vector within the set's budget can
+# tell it (a 1 GiB model file); counted against the score, listed apart from the equivalent ones
+
+
+def _status(key: str, arguments: dict) -> str:
+    """equivalent, untestable (by the argument's first word) or open, for a mutant no vector killed."""
+    if key not in arguments:
+        return "open"
+    return "untestable" if arguments[key].startswith(UNTESTABLE) else "equivalent"
+
+
 def _score(counts: dict) -> float | None:
-    judged = counts["killed"] + counts["open"]
+    judged = counts["killed"] + counts["open"] + counts.get("untestable", 0)
     return round(100.0 * counts["killed"] / judged, 2) if judged else None
 
 
@@ -1411,6 +1427,10 @@ def _git_show(commit: str, path: str) -> bytes | None:
         return None
 
 
+# Kills that depend on the machine's load rather than on the decoded result; --resume runs them again.
+LOAD_SENSITIVE = ("timeout", "worker died")
+
+
 def resumable_kills(source, mutants, vectors: list[dict], literal: bool, stages: bool, log, show=_git_show):
     """--resume: the kills of an earlier full run (its --json: a path or the loaded document) that
     hold on today's tree and vectors.
@@ -1418,7 +1438,8 @@ def resumable_kills(source, mutants, vectors: list[dict], literal: bool, stages:
     A kill is kept when the earlier run used the same path and stage comparison, the mutated
     module's source at the earlier run's commit equals today's (so the mutant is the same code),
     and the vector that killed it is in today's set with the same manifest entry as in the vector
-    set of that commit (the same stream, model, golden and expected outcome). Adding vectors
+    set of that commit (the same stream, model, golden and expected outcome), unless the kill was a
+    timeout or a worker that died (LOAD_SENSITIVE), which a busy machine can cause. Adding vectors
     cannot revive a killed mutant, so the kept kills and the mutants run again on today's vectors
     make up a full run of today's set. Returns ({key: Outcome}, what the summary records)."""
     doc = json.loads(source.read_text()) if isinstance(source, Path) else source
@@ -1448,7 +1469,7 @@ def resumable_kills(source, mutants, vectors: list[dict], literal: bool, stages:
         if m.module not in same_module:
             then = show(commit, f"refdec/{m.module}.py")
             same_module[m.module] = then is not None and then == (ROOT / "refdec" / f"{m.module}.py").read_bytes()
-        if same_module[m.module] and o["vector"] in same_vector:
+        if same_module[m.module] and o["vector"] in same_vector and not o["why"].startswith(LOAD_SENSITIVE):
             kept[m.key] = Outcome("killed", o["vector"], o["why"], o["ran"], o["quick"], o["seconds"])
     changed = sorted(mod for mod, same in same_module.items() if not same)
     log(f"--resume: {len(kept)} kills of {path} (commit {commit}) kept; {len(mutants) - len(kept)} mutants run"
@@ -1529,7 +1550,7 @@ def _git_head() -> str:
 
 
 def build_report(mutants, results, arguments, previous, **meta) -> dict:
-    per_module: dict = defaultdict(lambda: Counter(killed=0, equivalent=0, open=0))
+    per_module: dict = defaultdict(lambda: Counter(killed=0, equivalent=0, untestable=0, open=0))
     survivors, killers, killed_quick = [], Counter(), 0
     by_key = {m.key: m for m in mutants}
     for m in mutants:
@@ -1540,13 +1561,14 @@ def build_report(mutants, results, arguments, previous, **meta) -> dict:
             killers[o.vector] += 1
             killed_quick += o.quick
         elif m.key in arguments:
-            c["equivalent"] += 1
-            survivors.append({**m.brief(), "status": "equivalent", "argument": arguments[m.key], "ran": o.ran,
+            status = _status(m.key, arguments)
+            c[status] += 1
+            survivors.append({**m.brief(), "status": status, "argument": arguments[m.key], "ran": o.ran,
                               "note": o.why})
         else:
             c["open"] += 1
             survivors.append({**m.brief(), "status": "open", "argument": "", "ran": o.ran, "note": o.why})
-    total = Counter(killed=0, equivalent=0, open=0)
+    total = Counter(killed=0, equivalent=0, untestable=0, open=0)
     for c in per_module.values():
         total.update(c)
     history = []
@@ -1559,7 +1581,7 @@ def build_report(mutants, results, arguments, previous, **meta) -> dict:
                                 "vector": o.vector, "why": o.why})
             elif key in by_key:
                 history.append({"key": key, "description": old.get("description", ""),
-                                "now": "equivalent" if key in arguments else "open"})
+                                "now": _status(key, arguments)})
             else:
                 history.append({"key": key, "description": old.get("description", ""), "now": "not in this run"})
     date = meta.get("date") or datetime.date.today().isoformat()
@@ -1576,21 +1598,16 @@ def build_report(mutants, results, arguments, previous, **meta) -> dict:
         "total": {**dict(total), "score": _score(total)},
         "top_killers": dict(killers.most_common(15)),
     }
-    lines = [f"{'module':<16} {'mutants':>8} {'killed':>7} {'equiv.':>7} {'open':>5} {'score':>7}"]
-    for m, c in sorted(per_module.items()):
-        n = c["killed"] + c["equivalent"] + c["open"]
+    lines = [f"{'module':<16} {'mutants':>8} {'killed':>7} {'equiv.':>7} {'untest.':>8} {'open':>5} {'score':>7}"]
+    for m, c in [*sorted(per_module.items()), ("total", total)]:
+        n = sum(c.values())
         s = _score(c)
-        lines.append(f"{m:<16} {n:>8} {c['killed']:>7} {c['equivalent']:>7} {c['open']:>5} "
+        lines.append(f"{m:<16} {n:>8} {c['killed']:>7} {c['equivalent']:>7} {c['untestable']:>8} {c['open']:>5} "
                      f"{'-' if s is None else f'{s:.2f}%':>7}")
-    n = total["killed"] + total["equivalent"] + total["open"]
-    s = _score(total)
-    lines.append(f"{'total':<16} {n:>8} {total['killed']:>7} {total['equivalent']:>7} {total['open']:>5} "
-                 f"{'-' if s is None else f'{s:.2f}%':>7}")
     for sv in survivors:
         if sv["status"] == "open":
             lines.append(f"open: {sv['key']} (line {sv['line']}): {sv['description']}")
-    outcomes = {m.key: {"status": "killed" if results[m.key].status == "killed" else
-                        ("equivalent" if m.key in arguments else "open"),
+    outcomes = {m.key: {"status": "killed" if results[m.key].status == "killed" else _status(m.key, arguments),
                         "vector": results[m.key].vector, "why": results[m.key].why, "line": m.line,
                         "quick": results[m.key].quick, "ran": results[m.key].ran,
                         "seconds": round(results[m.key].seconds, 1)} for m in mutants}
@@ -1613,14 +1630,15 @@ def survivors_markdown(report: dict) -> str:
         "equivalence arguments live in `equivalent.json`.",
         "",
         f"Score: **{t['score']}%** of the non-equivalent mutants killed ({t['killed']} killed, {t['equivalent']} "
-        f"equivalent, {t['open']} open, {s['mutants']} mutants of which {s['hand_faults']} hand-written; "
+        f"equivalent, {t.get('untestable', 0)} untestable within the set's budget, {t['open']} open, "
+        f"{s['mutants']} mutants of which {s['hand_faults']} hand-written; "
         f"{s['killed_by_quick_subset']} killed by the quick subset).",
         "",
-        "| module | killed | equivalent | open | score |",
-        "|---|---|---|---|---|",
+        "| module | killed | equivalent | untestable | open | score |",
+        "|---|---|---|---|---|---|",
     ]
     for m, c in s["modules"].items():
-        lines.append(f"| {m} | {c['killed']} | {c['equivalent']} | {c['open']} | "
+        lines.append(f"| {m} | {c['killed']} | {c['equivalent']} | {c.get('untestable', 0)} | {c['open']} | "
                      f"{'-' if c['score'] is None else str(c['score']) + '%'} |")
     lines += ["", f"## Survivors ({len(report['survivors'])})", "",
               "| mutant | line | change | status | argument |", "|---|---|---|---|---|"]
@@ -1643,7 +1661,9 @@ def write_report(out: Path, report: dict) -> None:
     (out / "survivors.json").write_text(json.dumps({"summary": report["summary"], "survivors": report["survivors"],
                                                     "history": report["history"]}, indent=1, sort_keys=True) + "\n")
     (out / "survivors.md").write_text(survivors_markdown(report))
-    (out / "outcomes.json").write_text(json.dumps(report["outcomes"], indent=0, sort_keys=True) + "\n")
+    # The --json document (summary and outcomes): the input of --rescore and --resume.
+    (out / "outcomes.json").write_text(json.dumps({"summary": report["summary"], "outcomes": report["outcomes"]},
+                                                  indent=0, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

@@ -397,8 +397,9 @@ def _mutation_lines(data: dict) -> list[str]:
         return []
     return ["", f"Mutation score on {m['date']} (`python tools/mutate.py`, {m['path']} path): {m['score']}% of the "
             f"non-equivalent mutants of refdec's normative modules are killed by this set ({m['killed']} killed, "
-            f"{m['equivalent']} equivalent, {m['open']} open, of {m['mutants']}); every survivor and why it is "
-            f"equivalent: `{m['survivors']}`."]
+            f"{m['equivalent']} equivalent, {m.get('untestable', 0)} untestable within the set's size and time "
+            f"budget, {m['open']} open, of {m['mutants']}); every survivor and why it is equivalent or untestable: "
+            f"`{m['survivors']}`."]
 
 
 # The README lists layers in decoding order (clause 5.1); the manifest's JSON keys are sorted.

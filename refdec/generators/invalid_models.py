@@ -34,8 +34,9 @@ from ..constants import ACT16_MAX, CONTEXT_INPUT_MAX, MAX_INV_GAIN_SHIFT, NUM_MI
 from ..architecture import BY_NAME, CONTEXT, GATHER, HYPER_SYNTHESIS, LAYER_NAMES, LAYERS, OUTPUT_LAYER, SYNTHESIS, \
     causal_mask
 from ..errors import ALL_ERRORS, ModelError
-from ..model_file import MAX_CHANNELS, MAX_INV_GAIN, MAX_JSON_DEPTH, MAX_MEMBER_BYTES, MAX_MEMBERS, MAX_RATES, MAX_SHIFT, \
-    MAX_Z_COUNT, NPY_MAGIC, PROFILES, parse_model
+from ..model_file import JSON_INT_EXACT_DIGITS, MAX_CHANNELS, MAX_HEADER_BYTES, MAX_INV_GAIN, MAX_JSON_DEPTH, \
+    MAX_MEMBER_BYTES, MAX_MEMBERS, MAX_RATES, MAX_SHIFT, MAX_Z_COUNT, NPY_MAGIC, PROFILES, ZIP64_EXTRA as ZIP64_EXTRA_ID, \
+    parse_model
 from .model_writer import _npy_bytes, model_arrays, serialize_model
 
 FORMAT = "ModelFormatError"
@@ -166,7 +167,8 @@ class _Entry:
     payload_edit: tuple = ()  # ("cut", n): the last n compressed bytes left out; ("append", bytes)
     local: tuple = ()  # (field, value) written into the local header instead: signature, name, crc, sizes
     # (compressed, uncompressed), extra, extra_len
-    central: tuple = ()  # (field, value) written into the central record instead: signature, comment_len
+    central: tuple = ()  # (field, value) written into the central record instead: signature, extra, comment,
+    # comment_len (the length written, default that of comment)
     crc_of: bytes | None = None  # the CRC-32 written is that of these bytes (default: of data)
     compressed_delta: int = 0  # added to the compressed size in both records
     payload: bytes | None = None  # the compressed data as written (default: made from data by the method)
@@ -184,7 +186,7 @@ def _zip(entries: list[_Entry], before: bytes = b"", gap: bytes = b"", cd_tail: 
     timestamps, no extras. before: bytes ahead of the first local header (offsets account for
     them); gap: bytes between the last member and the central directory; cd_tail: bytes after the
     last central record, counted in the central directory's size; eocd: (field, value) pairs
-    written into the end record instead (disk, cd_offset_delta, comment)."""
+    written into the end record instead (disk, cd_offset_delta, comment, count_delta)."""
     out, central = bytearray(before), bytearray()
     for e in entries:
         name = e.name.encode("utf-8")
@@ -200,19 +202,21 @@ def _zip(entries: list[_Entry], before: bytes = b"", gap: bytes = b"", cd_tail: 
         length = len(payload) + e.compressed_delta
         loc = dict(signature=0x04034B50, name=name, crc=crc, sizes=(length, size), extra=b"")
         loc.update(e.local)
-        cen = dict(signature=0x02014B50, comment_len=0)
+        cen = dict(signature=0x02014B50, extra=b"", comment=b"")
         cen.update(e.central)
         out += struct.pack("<IHHHHHIIIHH", loc["signature"], 20, flags, e.method, DOS_TIME_0, DOS_DATE_1980,
                            loc["crc"], *loc["sizes"], len(loc["name"]), loc.get("extra_len", len(loc["extra"])))
         out += loc["name"] + loc["extra"] + payload
         central += struct.pack("<IHHHHHHIIIHHHHHII", cen["signature"], (3 << 8) | 20, 20, flags, e.method, DOS_TIME_0,
-                               DOS_DATE_1980, crc, length, size, len(name), 0, cen["comment_len"], 0, 0,
-                               0o644 << 16, offset) + name
+                               DOS_DATE_1980, crc, length, size, len(name), len(cen["extra"]),
+                               cen.get("comment_len", len(cen["comment"])), 0, 0, 0o644 << 16, offset) \
+            + name + cen["extra"] + cen["comment"]
     out += gap
     central += cd_tail
-    end = dict(disk=0, cd_offset_delta=0, comment=b"")
+    end = dict(disk=0, cd_offset_delta=0, comment=b"", count_delta=0)
     end.update(eocd)
-    eocd_bytes = struct.pack("<IHHHHIIH", 0x06054B50, end["disk"], 0, len(entries), len(entries), len(central),
+    count = len(entries) + end["count_delta"]
+    eocd_bytes = struct.pack("<IHHHHIIH", 0x06054B50, end["disk"], 0, count, count, len(central),
                              len(out) + end["cd_offset_delta"], len(end["comment"])) + end["comment"]
     return bytes(out + central + eocd_bytes)
 
@@ -310,18 +314,20 @@ def _pad_axis(arr: np.ndarray, axis: int, size: int, value=0) -> np.ndarray:
 
 
 ZIP64_SIZES = 0xFFFFFFFF
+TIMESTAMP_EXTRA = struct.pack("<HHBI", 0x5455, 5, 1, 0)  # an extended-timestamp extra field (9 bytes)
 
 
-def _wide_members(b: _Base) -> list[tuple[str, bytes]]:
-    """The members of a valid model: the base with gather.1 and gather.2 widened to 2048 outputs
-    with zero weights, so that gather.2.weight.npy is 2048 x 2048 int16 (8 MiB inflated): a
-    member larger than the pieces in which refdec inflates (clause 9.1.2)."""
+def _wide_members(b: _Base, width: int = MAX_CHANNELS) -> list[tuple[str, bytes]]:
+    """The members of a valid model: the base with gather.1 and gather.2 widened to `width` outputs
+    with zero weights (2048: gather.2.weight.npy is 2048 x 2048 int16, 8 MiB inflated, a member
+    larger than the pieces in which refdec inflates, clause 9.1.2). The added channels are 0 at
+    every position, so the model decodes every stream as the base does."""
     header, arrays = b.h(), b.a()
     for layer in ("gather.1", "gather.2"):
         for part in ("weight", "bias", "shift"):
-            arrays[f"{layer}.{part}"] = _pad_axis(arrays[f"{layer}.{part}"], 0, MAX_CHANNELS)
+            arrays[f"{layer}.{part}"] = _pad_axis(arrays[f"{layer}.{part}"], 0, width)
     for layer in ("gather.2", "gather.3"):
-        arrays[f"{layer}.weight"] = _pad_axis(arrays[f"{layer}.weight"], 1, MAX_CHANNELS)
+        arrays[f"{layer}.weight"] = _pad_axis(arrays[f"{layer}.weight"], 1, width)
     data = b.file(header, arrays)
     parse_model(data, where="wide base model")  # valid; raises otherwise
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
@@ -410,12 +416,11 @@ def _container(b: _Base):
            "the local header of gather.1.bias.npy has CRC-32 0, its central record the right one")
     name = "synthesis.0.bias.npy"
     size, length = len(b.member(name)), len(_deflate(b.member(name)))
-    timestamp = struct.pack("<HHBI", 0x5455, 5, 1, 0)  # an extended-timestamp extra field first
     yield ("zip-local-zip64-missing", zipped({name: dict(local=(("sizes", (ZIP64_SIZES, ZIP64_SIZES)),))}), "9.1.1",
            f"the local header of {name} has sizes 0xFFFFFFFF (as NumPy writes them) but no ZIP64 extra field")
     zip64 = struct.pack("<HHQQ", 1, 16, size + 1, length)
     yield ("zip-local-zip64-sizes-differ",
-           zipped({name: dict(local=(("sizes", (ZIP64_SIZES, ZIP64_SIZES)), ("extra", timestamp + zip64)))}), "9.1.1",
+           zipped({name: dict(local=(("sizes", (ZIP64_SIZES, ZIP64_SIZES)), ("extra", TIMESTAMP_EXTRA + zip64)))}), "9.1.1",
            f"the local header of {name} has sizes 0xFFFFFFFF and a ZIP64 extra field (after a timestamp field) "
            "whose uncompressed size is one more than the central record's")
 
@@ -889,7 +894,7 @@ def _accumulator(b: _Base):
     # every other channel of the layer with zero weights; in_max by the rule of clause 9.5.
     top = ACT16_MAX
 
-    def exact(layer, what, set_in_max):
+    def exact(layer, what, set_in_max, suffix=""):
         h, arrays = b.h(), b.a()
         in_max = set_in_max(h)
         w = np.zeros_like(arrays[f"{layer}.weight"])
@@ -901,7 +906,7 @@ def _accumulator(b: _Base):
         arrays[f"{layer}.bias"][0] = bias - 1
         parse_model(b.file(h, arrays), where=f"{layer} at 2^31 - 1")  # one below the bound is valid
         arrays[f"{layer}.bias"][0] = bias
-        return (f"accumulator-{layer.replace('.', '-').replace('_', '-')}", b.file(h, arrays), "9.5",
+        return (f"accumulator-{layer.replace('.', '-').replace('_', '-')}{suffix}", b.file(h, arrays), "9.5",
                 f"{layer} channel 0: {taps} weights of 1, in_max = {in_max} ({what}), bias {bias}: "
                 f"sum|W|*in_max + |b| = 2^31 exactly")
 
@@ -922,6 +927,8 @@ def _accumulator(b: _Base):
     yield exact("context.7", "the clipped y_hat", fixed(CONTEXT_INPUT_MAX))
     yield exact("gather.0", "the largest of the clips of hyper_synthesis.2 and context.3/5/7; clip of context.5 "
                 f"raised to {top}", clip_of("context.5"))
+    yield exact("gather.0", "the largest of the clips of hyper_synthesis.2 and context.3/5/7; clip of "
+                f"hyper_synthesis.2 raised to {top}", clip_of("hyper_synthesis.2"), "-hyper-clip")
     yield exact("synthesis.0", f"synthesis_input_clip, raised to {top}", synthesis_input)
     yield exact("synthesis.3", f"the clip of synthesis.2, raised to {top}", clip_of("synthesis.2"))
 
@@ -990,6 +997,98 @@ def _boundary_format(b: _Base):
            f"header weight_bits is {b.header['weight_bits']}.0, equal to the profile's bits but not an integer")
 
 
+def _boundary_format_edges(b: _Base):
+    """Format faults next to an edge that the valid variants sit on (valid_variants)."""
+    yield ("zip-21-bytes", b.data[:21], "9.1.1",
+           "the first 21 bytes of the base file: shorter than the 22-byte end-of-central-directory record")
+    name = "synthesis.0.bias.npy"
+    data = b.member(name)
+    length = len(_deflate(data))
+    # A ZIP64 field announcing 15 data bytes (fewer than the 16 of the two sizes), whose 16th byte,
+    # the first of the next field (id 0xCA00, no data), completes the compressed size.
+    zip64 = struct.pack("<HHQQ", ZIP64_EXTRA_ID, 15, len(data), length)[:-1] + struct.pack("<HH", 0xCA00, 0)
+    assert length < 1 << 56
+    entries = [_Entry(n, d, local=(("sizes", (ZIP64_SIZES, ZIP64_SIZES)), ("extra", zip64))) if n == name
+               else _Entry(n, d) for n, d in b.members]
+    yield ("zip-local-zip64-field-15-bytes", _zip(entries), "9.1.1",
+           f"the local header of {name} has sizes 0xFFFFFFFF and a ZIP64 extra field of 15 data bytes, one short of "
+           "the two 8-byte sizes (the byte after it, read as the 16th, would give the right sizes)")
+    yield ("zip-central-record-cut", _zip([_Entry(n, d) for n, d in b.members], eocd=(("count_delta", 1),),
+                                          cd_tail=struct.pack("<IHHH", 0x02014B50, 20, 20, 0)), "9.1.1",
+           f"the end record counts {len(b.members) + 1} members; the last central record is cut after 10 bytes, "
+           "12 bytes before the end record")
+    member = _npy(_meta("|u1", (MAX_MEMBER_BYTES + 1 - 128,)), bytes(MAX_MEMBER_BYTES + 1 - 128))
+    assert len(member) == MAX_MEMBER_BYTES + 1
+    yield ("zip-member-2-28-plus-1-bytes", b.with_members({"gather.0.shift.npy": member}), "9.1.1",
+           "member gather.0.shift.npy of 2^28 + 1 bytes uncompressed (real zeros, its .npy header consistent), one "
+           "past the largest allowed")
+    n = b.arrays["gather.5.shift"].shape[0]
+    raw = np.ascontiguousarray(b.arrays["gather.5.shift"]).tobytes()
+    yield ("npy-header-two-commas",
+           b.with_members({"gather.5.shift.npy": _npy(f"{{'descr': '|u1', 'fortran_order': False, 'shape': ({n},), ,}}",
+                                                      raw)}), "9.1.3",
+           "member gather.5.shift.npy: .npy header with two commas after its last entry")
+    yield ("npy-header-duplicate-key-four-entries",
+           b.with_members({"gather.5.shift.npy": _npy(f"{{'descr': '|u1', 'fortran_order': False, 'shape': ({n},), "
+                                                      f"'descr': '|u1', }}", raw)}), "9.1.3",
+           "member gather.5.shift.npy: .npy header with all three keys and descr a second time (four entries)")
+    digits = "1" + "0" * 4300  # 4301 digits: past Python's default limit for converting digit strings
+    yield ("npy-shape-4301-digits", b.with_members({"gather.5.shift.npy": _npy(
+               f"{{'descr': '|u1', 'fortran_order': False, 'shape': ({digits},), }}", bytes(40000))}), "9.1.3",
+           "member gather.5.shift.npy: .npy shape (10^4300,), a dimension of 4301 digits (beyond 2^28), with 40000 "
+           "data bytes")
+    name = "synthesis.0.bias.npy"
+    entries = [_Entry(n, d, local=(("sizes", (ZIP64_SIZES, ZIP64_SIZES)), ("extra", TIMESTAMP_EXTRA + b"\x01\x00\x10")))
+               if n == name else _Entry(n, d) for n, d in b.members]
+    cut = TIMESTAMP_EXTRA + struct.pack("<HHQQ", ZIP64_EXTRA_ID, 16, len(b.member(name)), 0)[:-1]
+    entries_cut = [_Entry(n, d, local=(("sizes", (ZIP64_SIZES, ZIP64_SIZES)), ("extra", cut))) if n == name
+                   else _Entry(n, d) for n, d in b.members]
+    yield ("zip-local-zip64-field-cut", _zip(entries_cut), "9.1.1",
+           f"the local header of {name} has sizes 0xFFFFFFFF and a ZIP64 field announcing 16 data bytes, of which "
+           "the extra area holds 15")
+    yield ("zip-local-extra-3-stray-bytes", _zip(entries), "9.1.1",
+           f"the local header of {name} has sizes 0xFFFFFFFF and an extra area of a timestamp field and 3 bytes, too "
+           "few for a field header: no ZIP64 field")
+    yield ("npy-header-key-misspelled",
+           b.with_members({"gather.5.shift.npy": _npy(f"{{'descr': '|u1', 'fortran-order': False, 'shape': ({n},), }}",
+                                                      raw)}), "9.1.3",
+           "member gather.5.shift.npy: .npy header with the keys descr, fortran-order (a hyphen) and shape")
+
+
+def _boundary_header_edges(b: _Base):
+    """Format faults of clause 9.2 where any value is allowed around them."""
+    h = b.h()
+    h["provenance"] = {"generator": "refdec.invalid_models", "@@key@@": 1}
+    yield ("header-unpaired-surrogate-in-key", b.with_header_json(h, {"@@key@@": '"\\ud800"'}), "9.2",
+           "header provenance has the key \"\\ud800\", an unpaired surrogate escape, where any key is allowed: keys "
+           "are strings and must be Unicode text too")
+
+
+def _boundary_order(b: _Base):
+    """The order of clause 9.4's items: a format fault (item 1) reported before a shape fault (item 2)."""
+    arrays = b.a()
+    arrays["z_lo"] = arrays["z_lo"][:1]
+    with zipfile.ZipFile(io.BytesIO(b.file(arrays=arrays))) as zf:
+        members = [(info.filename, zf.read(info)) for info in zf.infolist()]
+    entries = [_Entry(n, d, crc_xor=1) if n == "synthesis.6.weight.npy" else _Entry(n, d) for n, d in members]
+    yield ("zip-bad-crc-and-shape-error", _zip(entries), "9.4",
+           "member synthesis.6.weight.npy with a wrong CRC-32 (item 1 of clause 9.4) and z_lo of one entry for "
+           f"C_z = {b.cz} (item 2): the format fault is reported, and its member is read only after the shapes")
+
+
+def _boundary_shape_edges(b: _Base):
+    """Shape faults in a member that sits at a limit of clause 9.1.1 or 9.1.3."""
+    count = (MAX_MEMBER_BYTES - 128) // 2  # a 128-byte .npy preamble and header, then int16 data
+    member = _npy(_meta("<i2", (1, 1, 1, count)), bytes(2 * count))
+    assert len(member) == MAX_MEMBER_BYTES
+    yield ("zip-member-2-28-bytes", b.with_members({"gather.0.weight.npy": member}), "9.4",
+           f"member gather.0.weight.npy of exactly 2^28 bytes uncompressed, the largest allowed (clause 9.1.1): "
+           f"int16 zeros of shape (1, 1, 1, {count}), the wrong shape for gather.0")
+    yield ("npy-shape-dimension-2-28", b.with_members({"z_cdf.npy": _npy(_meta("<i4", (0, MAX_MEMBER_BYTES)), b"")}),
+           "9.4", f"member z_cdf.npy of shape (0, 2^28): no elements, a dimension at the limit of 2^28 (clause 9.1.3), "
+           f"the wrong shape for C_z = {b.cz} rows")
+
+
 def _boundary_shapes(b: _Base):
     for cz, what in ((MAX_CHANNELS + 1, "one past 2048"), (0, "below 1")):
         h, arrays = b.h(), b.a()
@@ -1015,6 +1114,14 @@ def _boundary_values(b: _Base):
     h["clip"]["gather.3"] = ACT16_MAX + 1
     yield ("value-clip-32768", b.file(header=h), "9.2",
            f"header clip of gather.3 is {ACT16_MAX + 1}, one past {ACT16_MAX}")
+    counts = b.arrays["z_count"].astype(np.int64)
+    c = int(np.argmin(counts))
+    if counts[c] < counts.max():  # a padded row: its first padding entry, C(n_w + 1), not 65536
+        arrays = b.a()
+        arrays["z_cdf"][c, counts[c] + 1] = 65535
+        yield ("value-z-cdf-first-padding", b.file(arrays=arrays), "9.4",
+               f"z_cdf[{c}][{counts[c] + 1}] = 65535, the first padding entry after C(n_w) (z_count[{c}] = "
+               f"{counts[c]}): padding must be 65536")
     arrays = b.a()
     arrays["context.7.weight"][0, 0, 6, 0] = 1
     yield ("value-causal-mask-context-7-below", b.file(arrays=arrays), "5.1",
@@ -1027,7 +1134,10 @@ def _boundary_values(b: _Base):
            f"z_cdf[{c}][1] = 0 = z_cdf[{c}][0]: the first window symbol has frequency 0")
 
 
-BOUNDARY_GROUPS = ((_boundary_format, FORMAT), (_boundary_shapes, SHAPE), (_boundary_values, VALUE))
+BOUNDARY_GROUPS = ((_boundary_format, FORMAT), (_boundary_format_edges, FORMAT), (_boundary_header_edges, FORMAT),
+                   (_boundary_order, FORMAT),
+                   (_boundary_shapes, SHAPE),
+                   (_boundary_shape_edges, SHAPE), (_boundary_values, VALUE))
 
 
 def boundary_invalid_models(base: bytes) -> list[InvalidModel]:
@@ -1038,3 +1148,153 @@ def boundary_invalid_models(base: bytes) -> list[InvalidModel]:
               for group, error in BOUNDARY_GROUPS for name, data, clause, description in group(b)]
     check(models)
     return models
+
+
+# --- valid variants at the edges of clauses 9.1 and 9.2 (refcodec.make_vectors, issue 20) -------
+#
+# Valid model files with the tiny base model's parameters, written in the unusual but allowed ways
+# of clauses 9.1 and 9.2, each at the limit of a rule: a decoder must accept them and decode the
+# tiny base model's stream to the same image. A decoder that rejects one has a rule too strict.
+
+@dataclass(frozen=True)
+class ValidVariant:
+    """A valid model file with the tiny base model's parameters, written at the edges of the rules."""
+
+    name: str  # slug, unique
+    data: bytes
+    clause: str
+    description: str
+
+
+
+def _zip_variant(b: _Base) -> bytes:
+    """Every member with general-purpose flags 0x0806 (bits 1, 2 and 11, the allowed ones), the
+    members alternately stored and deflated, every local header with sizes 0xFFFFFFFF and an extra
+    area of a timestamp field and then a ZIP64 field of exactly 16 data bytes ending the area, every
+    central record with an extra field and a comment; header.npy is a multiple of 256 bytes long
+    (its ZIP64 size field has a zero low byte)."""
+    text = b.header_text(b.header).encode("utf-8")
+    preamble = len(_npy_bytes(np.frombuffer(text, dtype=np.uint8))) - len(text)
+    text += b" " * (-(preamble + len(text)) % 256)
+    header = _npy_bytes(np.frombuffer(text, dtype=np.uint8))
+    assert len(header) % 256 == 0
+    entries = []
+    for index, (name, data) in enumerate(b.members):
+        data = header if name == "header.npy" else data
+        method = 0 if index % 2 else 8
+        length = len(data) if method == 0 else len(_deflate(data))
+        zip64 = struct.pack("<HHQQ", ZIP64_EXTRA_ID, 16, len(data), length)
+        entries.append(_Entry(name, data, method=method, flags=0x0806,
+                              local=(("sizes", (ZIP64_SIZES, ZIP64_SIZES)), ("extra", TIMESTAMP_EXTRA + zip64)),
+                              central=(("extra", TIMESTAMP_EXTRA), ("comment", f"member {index}".encode()))))
+    return _zip(entries)
+
+
+def _npy_variant(b: _Base) -> bytes:
+    """Every array member's .npy header in another allowed spelling (clause 9.1.3): keys in
+    another order, double quotes, spaces around the tokens, a comma after the last entry or none,
+    '<u1' for the shifts; one header padded to the largest HEADER_LEN, 65535."""
+    replace = {}
+    for index, (name, data) in enumerate(b.members):
+        if name == "header.npy":
+            continue
+        a = b.arrays[name[:-4]]
+        descr = "<u1" if a.dtype == np.uint8 else a.dtype.str
+        dims = ", ".join(str(d) for d in a.shape) + ("," if a.ndim == 1 else "")
+        text = (f'{{ "shape" : ( {dims} ) , "fortran_order" : False , "descr" : "{descr}" , }}' if index % 2 else
+                f"{{'fortran_order': False, 'descr': '{descr}', 'shape': ({dims})}}")
+        raw = np.ascontiguousarray(a).tobytes()
+        if name == "z_lo.npy":  # no padding: the header text ends "}\n" at any length
+            head = text.encode("latin-1") + b"\n"
+            replace[name] = NPY_MAGIC + b"\x01\x00" + struct.pack("<H", len(head)) + head + raw
+        elif name == "z_cdf.npy":  # HEADER_LEN = 65535: the header text padded with spaces
+            head = text.encode("latin-1") + b" " * (0xFFFF - len(text) - 1) + b"\n"
+            replace[name] = NPY_MAGIC + b"\x01\x00" + struct.pack("<H", len(head)) + head + raw
+        else:
+            replace[name] = _npy(text, raw)
+    return b.with_members(replace)
+
+
+def _header_variant(b: _Base) -> bytes:
+    """header.npy of exactly MAX_HEADER_BYTES bytes (the JSON padded with spaces), its JSON nested
+    exactly MAX_JSON_DEPTH deep (provenance), with integers of JSON_INT_EXACT_DIGITS and one more
+    digits where any value is allowed (provenance), and a UTF-8 description beyond ASCII."""
+    h = b.h()
+    nested: dict = {"end": True}
+    for _ in range(MAX_JSON_DEPTH - 3):  # the header, provenance and these 30 objects: 32 deep
+        nested = {"n": nested}
+    h["provenance"] = {"deep": nested, "long": "@@long@@", "longer": "@@longer@@"}
+    h["description"] = "tiny base model, header at the limits of clause 9.2 — größte Tiefe"
+    text = b.header_text(h)
+    for marker, digits in (("@@long@@", JSON_INT_EXACT_DIGITS), ("@@longer@@", JSON_INT_EXACT_DIGITS + 1)):
+        text = text.replace(json.dumps(marker), "9" * digits)
+    raw = text.encode("utf-8")
+    preamble = len(_npy_bytes(np.zeros(MAX_HEADER_BYTES, dtype=np.uint8))) - MAX_HEADER_BYTES
+    raw += b" " * (MAX_HEADER_BYTES - preamble - len(raw))
+    data = b.with_header_bytes(raw)
+    assert len(_npy_bytes(np.frombuffer(raw, dtype=np.uint8))) == MAX_HEADER_BYTES
+    return data
+
+
+EMPTY_STORED_BLOCK = b"\x00\x00\x00\xff\xff"  # BFINAL 0, BTYPE 00 (stored), LEN 0, NLEN 0xFFFF
+
+
+def _empty_blocks_variant(b: _Base) -> bytes:
+    """Member z_cdf.npy deflated as 2^20 / 5 empty stored blocks (1 MiB of deflate data that inflates
+    to nothing, as a writer that flushes often may leave) before its compressed data: a decoder that
+    takes a piece of deflate input without output for a truncated stream rejects it."""
+    name = "z_cdf.npy"
+    payload = EMPTY_STORED_BLOCK * ((1 << 20) // len(EMPTY_STORED_BLOCK)) + _deflate(b.member(name))
+    return _zip([_Entry(n, d, payload=payload) if n == name else _Entry(n, d) for n, d in b.members])
+
+
+STORED_WIDTH = 725  # gather.1 and gather.2 outputs: gather.2.weight.npy is 725 x 725 int16, just over 2^20 bytes
+
+
+def _stored_large_variant(b: _Base) -> bytes:
+    """The base with gather.1 and gather.2 widened to STORED_WIDTH outputs (zero weights: the same
+    decoded images) and every member stored: gather.2.weight.npy is stored data of more than 2^20
+    bytes, more than one piece of refdec's reading (clause 9.1.2)."""
+    members = _wide_members(b, STORED_WIDTH)
+    assert len(dict(members)["gather.2.weight.npy"]) > 1 << 20
+    return _zip([_Entry(n, d, method=0) for n, d in members])
+
+
+def valid_variants(base: bytes) -> list[ValidVariant]:
+    """Informative: valid model files with the base model's parameters written at the edges of
+    clauses 9.1 and 9.2. Each is checked to parse to the base model's arrays and clip bounds (the
+    widened one: to decode as the base model, by make_vectors)."""
+    b = _Base(base)
+    out = [
+        ValidVariant("valid-zip-variants", _zip_variant(b), "9.1.1",
+                     "every member with flags 0x0806 (bits 1, 2, 11), alternately stored and deflated, local sizes "
+                     "0xFFFFFFFF with a timestamp extra field and a 16-byte ZIP64 field ending the extra area, "
+                     "central records with an extra field and a comment"),
+        ValidVariant("valid-npy-variants", _npy_variant(b), "9.1.3",
+                     ".npy headers with keys in other orders, double quotes, spaces, a comma after the last "
+                     "entry or none, '<u1' shifts, and HEADER_LEN 65535 (z_cdf)"),
+        ValidVariant("valid-deflate-empty-blocks", _empty_blocks_variant(b), "9.1.2",
+                     "member z_cdf.npy deflated as 209715 empty stored blocks (1 MiB that inflates to nothing) "
+                     "before its compressed data"),
+        ValidVariant("valid-stored-large-member", _stored_large_variant(b), "9.1.2",
+                     f"every member stored; gather.1 and gather.2 widened to {STORED_WIDTH} outputs with zero "
+                     f"weights (decoding as the tiny base model), so gather.2.weight.npy is {STORED_WIDTH} x "
+                     f"{STORED_WIDTH} int16: stored data of more than 2^20 bytes"),
+        ValidVariant("valid-header-limits", _header_variant(b), "9.2",
+                     f"header.npy of exactly 2^20 bytes (JSON and spaces), JSON nested {MAX_JSON_DEPTH} deep, "
+                     f"integers of {JSON_INT_EXACT_DIGITS} and {JSON_INT_EXACT_DIGITS + 1} digits in provenance, "
+                     "a non-ASCII UTF-8 description"),
+    ]
+    base_model = parse_model(base, where="base model")
+    for v in out:
+        model = parse_model(v.data, where=v.name)
+        if v.name == "valid-stored-large-member":
+            continue
+        same = all(np.array_equal(getattr(model.layers[n], part), getattr(base_model.layers[n], part))
+                   and model.layers[n].clip == base_model.layers[n].clip
+                   for n in LAYER_NAMES for part in ("weight", "bias", "shift"))
+        same = same and all(np.array_equal(getattr(model, k), getattr(base_model, k))
+                            for k in ("inv_gain", "z_lo", "z_count", "z_cdf"))
+        if not same or SLUG.fullmatch(v.name) is None:
+            raise RuntimeError(f"valid variant {v.name}: not the base model's parameters")
+    return out
