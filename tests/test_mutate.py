@@ -203,6 +203,10 @@ def test_resume_keeps_only_the_kills_that_still_hold(enumerated):
     kept, meta = mutate.resumable_kills(doc, [a, b, c, d, e], vectors, True, True, lambda msg: None, show=show)
     assert set(kept) == {a.key} and kept[a.key].vector == first
     assert meta["kills_kept"] == 1 and meta["commit"] == "abc1234"
+    # A survivor argued equivalent since is kept (more vectors could only kill it); unargued, it runs.
+    kept, meta = mutate.resumable_kills(doc, [a, c, d], vectors, True, True, lambda msg: None, show=show,
+                                        argued={c.key})
+    assert set(kept) == {a.key, c.key} and kept[c.key].status == "survived" and meta["argued_survivors_kept"] == 1
     with pytest.raises(SystemExit, match="path"):
         mutate.resumable_kills(doc, [a], vectors, False, True, lambda msg: None, show=show)
     with pytest.raises(SystemExit, match="vector set"):

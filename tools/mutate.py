@@ -1372,7 +1372,9 @@ def main(argv=None) -> int:
         work.append((m, chosen))
     resumed = None
     if args.resume:
-        reused, resumed = resumable_kills(args.resume, [m for m, _ in work], vectors, literal, stages, log)
+        argued = set(load_arguments(args.equivalent or (args.out / "equivalent.json"), [m.key for m, _ in work]))
+        reused, resumed = resumable_kills(args.resume, [m for m, _ in work], vectors, literal, stages, log,
+                                          argued=argued)
         results.update(reused)
         work = [(m, chosen) for m, chosen in work if m.key not in reused]
     rng.shuffle(work)  # seeded: long and short jobs mixed
@@ -1431,7 +1433,8 @@ def _git_show(commit: str, path: str) -> bytes | None:
 LOAD_SENSITIVE = ("timeout", "worker died")
 
 
-def resumable_kills(source, mutants, vectors: list[dict], literal: bool, stages: bool, log, show=_git_show):
+def resumable_kills(source, mutants, vectors: list[dict], literal: bool, stages: bool, log, show=_git_show,
+                    argued=frozenset()):
     """--resume: the kills of an earlier full run (its --json: a path or the loaded document) that
     hold on today's tree and vectors.
 
@@ -1441,7 +1444,9 @@ def resumable_kills(source, mutants, vectors: list[dict], literal: bool, stages:
     set of that commit (the same stream, model, golden and expected outcome), unless the kill was a
     timeout or a worker that died (LOAD_SENSITIVE), which a busy machine can cause. Adding vectors
     cannot revive a killed mutant, so the kept kills and the mutants run again on today's vectors
-    make up a full run of today's set. Returns ({key: Outcome}, what the summary records)."""
+    make up a full run of today's set. A survivor that now has an argument (equivalent or
+    untestable) in an unchanged module is kept too: more vectors could only kill it, which would
+    raise the score. Returns ({key: Outcome}, what the summary records)."""
     doc = json.loads(source.read_text()) if isinstance(source, Path) else source
     path = source if isinstance(source, Path) else Path("(document)")
     old, outcomes = doc["summary"], doc["outcomes"]
@@ -1462,20 +1467,29 @@ def resumable_kills(source, mutants, vectors: list[dict], literal: bool, stages:
                    == {k: x for k, x in v.items() if k != "fast"}}
     same_module = {}
     kept = {}
+    survived_kept = 0
     for m in mutants:
         o = outcomes.get(m.key)
-        if not o or o["status"] != "killed":
+        if not o:
             continue
         if m.module not in same_module:
             then = show(commit, f"refdec/{m.module}.py")
             same_module[m.module] = then is not None and then == (ROOT / "refdec" / f"{m.module}.py").read_bytes()
-        if same_module[m.module] and o["vector"] in same_vector and not o["why"].startswith(LOAD_SENSITIVE):
+        if not same_module[m.module]:
+            continue
+        if o["status"] == "killed" and o["vector"] in same_vector and not o["why"].startswith(LOAD_SENSITIVE):
             kept[m.key] = Outcome("killed", o["vector"], o["why"], o["ran"], o["quick"], o["seconds"])
+        elif o["status"] != "killed" and m.key in argued:
+            # Argued equivalent or untestable: running it on more vectors could only turn it into a kill.
+            kept[m.key] = Outcome("survived", "", o["why"], o["ran"], False, o["seconds"])
+            survived_kept += 1
     changed = sorted(mod for mod, same in same_module.items() if not same)
-    log(f"--resume: {len(kept)} kills of {path} (commit {commit}) kept; {len(mutants) - len(kept)} mutants run"
+    log(f"--resume: {len(kept) - survived_kept} kills and {survived_kept} argued survivors of {path} (commit "
+        f"{commit}) kept; {len(mutants) - len(kept)} mutants run"
         + (f"; modules changed since: {', '.join(changed)}" if changed else ""))
     return kept, {"from": str(path.name), "commit": commit, "vectors_manifest_sha256": old["vectors_manifest_sha256"],
-                  "kills_kept": len(kept), "seconds": old["seconds"]}
+                  "kills_kept": len(kept) - survived_kept, "argued_survivors_kept": survived_kept,
+                  "seconds": old["seconds"]}
 
 
 def rescore(args, mutants, missing, log) -> int:
