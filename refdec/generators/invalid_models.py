@@ -1008,9 +1008,8 @@ def _boundary_format_edges(b: _Base):
     # the first of the next field (id 0xCA00, no data), completes the compressed size.
     zip64 = struct.pack("<HHQQ", ZIP64_EXTRA_ID, 15, len(data), length)[:-1] + struct.pack("<HH", 0xCA00, 0)
     assert length < 1 << 56
-    entries = [_Entry(n, d, local=(("sizes", (ZIP64_SIZES, ZIP64_SIZES)), ("extra", zip64))) if n == name
-               else _Entry(n, d) for n, d in b.members]
-    yield ("zip-local-zip64-field-15-bytes", _zip(entries), "9.1.1",
+    yield ("zip-local-zip64-field-15-bytes",
+           b.with_entry(name, local=(("sizes", (ZIP64_SIZES, ZIP64_SIZES)), ("extra", zip64))), "9.1.1",
            f"the local header of {name} has sizes 0xFFFFFFFF and a ZIP64 extra field of 15 data bytes, one short of "
            "the two 8-byte sizes (the byte after it, read as the 16th, would give the right sizes)")
     yield ("zip-central-record-cut", _zip([_Entry(n, d) for n, d in b.members], eocd=(("count_delta", 1),),
@@ -1038,15 +1037,14 @@ def _boundary_format_edges(b: _Base):
            "member gather.5.shift.npy: .npy shape (10^4300,), a dimension of 4301 digits (beyond 2^28), with 40000 "
            "data bytes")
     name = "synthesis.0.bias.npy"
-    entries = [_Entry(n, d, local=(("sizes", (ZIP64_SIZES, ZIP64_SIZES)), ("extra", TIMESTAMP_EXTRA + b"\x01\x00\x10")))
-               if n == name else _Entry(n, d) for n, d in b.members]
     cut = TIMESTAMP_EXTRA + struct.pack("<HHQQ", ZIP64_EXTRA_ID, 16, len(b.member(name)), 0)[:-1]
-    entries_cut = [_Entry(n, d, local=(("sizes", (ZIP64_SIZES, ZIP64_SIZES)), ("extra", cut))) if n == name
-                   else _Entry(n, d) for n, d in b.members]
-    yield ("zip-local-zip64-field-cut", _zip(entries_cut), "9.1.1",
+    yield ("zip-local-zip64-field-cut", b.with_entry(name, local=(("sizes", (ZIP64_SIZES, ZIP64_SIZES)), ("extra", cut))),
+           "9.1.1",
            f"the local header of {name} has sizes 0xFFFFFFFF and a ZIP64 field announcing 16 data bytes, of which "
            "the extra area holds 15")
-    yield ("zip-local-extra-3-stray-bytes", _zip(entries), "9.1.1",
+    stray = TIMESTAMP_EXTRA + b"\x01\x00\x10"
+    yield ("zip-local-extra-3-stray-bytes",
+           b.with_entry(name, local=(("sizes", (ZIP64_SIZES, ZIP64_SIZES)), ("extra", stray))), "9.1.1",
            f"the local header of {name} has sizes 0xFFFFFFFF and an extra area of a timestamp field and 3 bytes, too "
            "few for a field header: no ZIP64 field")
     yield ("npy-header-key-misspelled",
@@ -1245,7 +1243,7 @@ def _empty_blocks_variant(b: _Base) -> bytes:
     takes a piece of deflate input without output for a truncated stream rejects it."""
     name = "z_cdf.npy"
     payload = EMPTY_STORED_BLOCK * ((1 << 20) // len(EMPTY_STORED_BLOCK)) + _deflate(b.member(name))
-    return _zip([_Entry(n, d, payload=payload) if n == name else _Entry(n, d) for n, d in b.members])
+    return b.with_entry(name, payload=payload)
 
 
 STORED_WIDTH = 725  # gather.1 and gather.2 outputs: gather.2.weight.npy is 725 x 725 int16, just over 2^20 bytes
