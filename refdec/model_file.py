@@ -39,11 +39,15 @@ from .clauses import clause, informative
 from .errors import AccumulatorOverflowRisk, ModelFormatError, ModelShapeError, ModelValueError, UnknownModel
 
 # Clause 9.1.1: container limits, checked from the ZIP records before anything is inflated.
-MAX_MODEL_FILE_BYTES = 1 << 30  # the file
 MAX_MEMBERS = 256  # central-directory records
 MAX_MEMBER_BYTES = 1 << 28  # one member, uncompressed
-MAX_TOTAL_MEMBER_BYTES = 1 << 30  # all members together, uncompressed
+MAX_TOTAL_MEMBER_BYTES = 1 << 29  # all members together, uncompressed
 MAX_HEADER_BYTES = 1 << 20  # the member header.npy, uncompressed
+# A deflated member of u bytes has at most u + (u >> DEFLATE_GROWTH_SHIFT) + DEFLATE_GROWTH_BYTES
+# compressed bytes: more than any deflate encoder writes, and it bounds the file by its members.
+DEFLATE_GROWTH_SHIFT = 10
+DEFLATE_GROWTH_BYTES = 1024
+MAX_MODEL_FILE_BYTES = (1 << 29) + (1 << 24)  # informative: larger than any valid file (clause 9.1's note)
 # Clause 9.1.3 and 9.2.
 NPY_MAGIC = b"\x93NUMPY"
 NPY_PREAMBLE = 10  # magic, version, HEADER_LEN
@@ -166,6 +170,12 @@ MEMBER_NAMES = ("header.npy",) + tuple(f"{name}.npy" for name, _, _ in _member_s
 
 
 @clause("9.1.1", "ZIP records")
+def max_deflated_size(member_size: int) -> int:
+    """Clause 9.1.1: the most compressed bytes a member of `member_size` uncompressed bytes may have."""
+    return member_size + (member_size >> DEFLATE_GROWTH_SHIFT) + DEFLATE_GROWTH_BYTES
+
+
+@clause("9.1.1", "ZIP records")
 def _zip_records(data, where: str) -> dict[str, _Record]:
     """Clause 9.1.1: the end record, the central directory and every local header, checked
     against each other and against the limits before anything is inflated. Returns the members
@@ -174,10 +184,7 @@ def _zip_records(data, where: str) -> dict[str, _Record]:
     def bad(message):
         return ModelFormatError(f"{message} (clause 9.1.1)", where=where)
 
-    size = len(data)
-    if size > MAX_MODEL_FILE_BYTES:
-        raise bad(f"file is {size} bytes, at most {MAX_MODEL_FILE_BYTES} allowed")  # unreachable: a 1 GiB vector
-    end = size - EOCD.size
+    end = len(data) - EOCD.size
     if end < 0 or EOCD.unpack_from(data, end)[0] != EOCD_SIGNATURE or EOCD.unpack_from(data, end)[7] != 0:
         raise bad("not a ZIP archive: its last 22 bytes are not an end-of-central-directory record "
                   "without comment")
@@ -225,6 +232,9 @@ def _zip_records(data, where: str) -> dict[str, _Record]:
             raise bad(f"the members are more than {MAX_TOTAL_MEMBER_BYTES} bytes together")
         if method == STORED and length != member_size:
             raise bad(f"{what} is stored with {length} compressed and {member_size} uncompressed bytes")
+        if length > max_deflated_size(member_size):
+            raise bad(f"{what} has {length} compressed bytes for {member_size} uncompressed, at most "
+                      f"{max_deflated_size(member_size)} allowed")
         if disk_start or local != next_local:
             raise bad(f"{what}: its local header is at offset {local}, expected {next_local} (members follow "
                       "one another from the start of the file, in central-directory order)")
@@ -806,42 +816,43 @@ def parse_model(data: bytes, where: str = "model") -> Model:
     )
 
 
-@clause("9.1", "Container")
+@informative("reading a file from disk: a model reaches the decoding process as the file's bytes (clause 6.2 step 6)")
 def load_model(path) -> Model:
-    """Clause 9: read a model file from disk and validate it. Only a regular file of at most
-    2^30 bytes is opened and read (clause 9.1.1); a FIFO or device is refused from its status,
-    without reading (so nothing blocks or reads without end)."""
+    """Informative: read a model file from disk and validate its bytes (parse_model). Only a
+    regular file no larger than any valid model file is opened and read; a FIFO or device is
+    refused from its status, without reading (so nothing blocks or reads without end)."""
     path = Path(path)
     try:
         fd, size = _open_model_file(path)
         with os.fdopen(fd, "rb") as fh:
             data = fh.read(size)
             if fh.read(1):
-                raise ModelFormatError("file grew while it was read", where=str(path))  # unreachable: a race
-    except OSError as exc:  # unreachable: a file-system error, which no vector can cause
+                raise ModelFormatError("file grew while it was read", where=str(path))
+    except OSError as exc:
         raise ModelFormatError(f"cannot read model file ({exc.strerror})", where=str(path)) from None
     return parse_model(data, where=str(path))
 
 
-@clause("9.1", "Container")
+@informative("opening a file: a path that cannot hold a valid model file is refused before reading (clause 6.2 step 6)")
 def _open_model_file(path: Path) -> tuple[int, int]:
-    """Clause 9.1.1: (open file descriptor, size) of a regular file of at most 2^30 bytes; status
-    checked before opening (a FIFO is never opened) and again on the open file."""
+    """Informative: (open file descriptor, size) of a regular file of at most MAX_MODEL_FILE_BYTES
+    (larger than any valid model file, clause 9.1.1); status checked before opening (a FIFO is
+    never opened) and again on the open file."""
     where = str(path)
     if not stat.S_ISREG(os.stat(path).st_mode):
-        raise ModelFormatError("not a regular file (clause 9.1)", where=where)  # unreachable: no vector is one
+        raise ModelFormatError("not a regular file (clause 6.2 step 6)", where=where)
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MODEL_FILE_BYTES:
-        os.close(fd)  # unreachable: a vector of over 1 GiB
-        raise ModelFormatError(f"not a regular file of at most {MAX_MODEL_FILE_BYTES} bytes "  # unreachable: as above
-                               f"({st.st_size} bytes, clause 9.1)", where=where)
+        os.close(fd)
+        raise ModelFormatError(f"not a regular file of at most {MAX_MODEL_FILE_BYTES} bytes, the most a valid "
+                               f"model file can have ({st.st_size} bytes, clause 9.1.1)", where=where)
     return fd, st.st_size
 
 
 @informative("hashing for the model store: the decoder's model files are its configuration (clause 6.2 step 6)")
 def file_model_id(path) -> bytes:
-    """Informative: the model id (clause 9.1) of a regular file of at most 2^30 bytes, hashed in
+    """Informative: the model id (clause 9.1) of a regular file no larger than any valid model file, hashed in
     pieces of 1 MiB (memory does not grow with the file). ModelFormatError for anything else,
     told from its status before it is read."""
     fd, size = _open_model_file(Path(path))
@@ -867,7 +878,7 @@ class ModelStore:
 
     Files are hashed (in pieces, clause 9.1.4) when the store is built and parsed (validated)
     only when a stream asks for them. In a folder, the *.npz entries that cannot be model files
-    (not a regular file, over 2^30 bytes, unreadable) are skipped without being read and listed
+    (not a regular file, larger than any valid model file, unreadable) are skipped without being read and listed
     in `skipped`; a single file given by name must be one.
     """
 

@@ -162,9 +162,10 @@ def case_all_members_2p28(folder: Path) -> Path:
 
 
 def case_max_inflation(folder: Path) -> Path:
-    """Four members of nearly 2^28 bytes (zeros), 2^30 - 4 KiB together with the rest, each with a
+    """Four members of nearly 2^27 bytes (zeros), 2^29 - 4 KiB together with the rest, each with a
     plausible .npy header: the most inflation the limits of clause 9.1.1 let a file ask for before
-    its shapes are rejected (1 MB on disk)."""
+    its shapes are rejected (0.5 MB on disk)."""
+    from refdec.model_file import MAX_TOTAL_MEMBER_BYTES
     from refdec.generators.invalid_models import _Base, tiny_base_model
 
     arrays = _Base(tiny_base_model()).arrays
@@ -172,7 +173,7 @@ def case_max_inflation(folder: Path) -> Path:
     replace = {}
     for i, name in enumerate(BIG4):
         arr = arrays[name[:-4]]
-        size = P28 - 128 if i < 3 else (1 << 30) - 3 * P28 - rest - 4096
+        size = (MAX_TOTAL_MEMBER_BYTES - rest - 4096) // len(BIG4)
         shape = ((size - 128) // arr.dtype.itemsize,) + (1,) * (arr.ndim - 1)
         head = _npy_header(arr.dtype.str, shape)
         replace[name] = (head, shape[0] * arr.dtype.itemsize)

@@ -24,13 +24,11 @@ CLAUSE = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 # What parse_model cannot reach from a model file's bytes but the decoder does reach, excluded
 # from this measure by name (each regex must match exactly one line of model_file.py; a matched
 # def excludes the whole function). Code marked @informative or "# unreachable:" (refdec.clauses.COVERAGE_EXCLUDE:
-# the model store, the 1 GiB file-size limit, file-system errors) is excluded as in the vector gate.
+# the model store, reading a file from disk) is excluded as in the vector gate.
 EXCLUDED = {
     r"^    def latent_channels\(self\)": "Model.latent_channels: accessor, not used by parse_model",
     r"^    def hyper_channels\(self\)": "Model.hyper_channels: accessor, not used by parse_model",
     r"^    def num_rates\(self\)": "Model.num_rates: accessor, not used by parse_model",
-    r"^def load_model\(": "load_model: reads the file, then parse_model",
-    r"^def _open_model_file\(": "_open_model_file: opens the file for load_model",
 }
 
 
@@ -125,8 +123,12 @@ cov.report(morfs=[model_file], show_missing=True)
 
 
 def test_coverage_of_model_file(base, models, tmp_path):
-    """(d) The base and the invalid files reach every line and branch of model_file.py except
-    EXCLUDED (measured in a fresh interpreter, where model_file is imported under coverage)."""
+    """(d) The base and the invalid files (with the boundary ones) reach every line and branch of
+    model_file.py except EXCLUDED (measured in a fresh interpreter, where model_file is imported
+    under coverage)."""
+    from refdec.generators.invalid_models import boundary_invalid_models
+
+    models = models + boundary_invalid_models(base)
     source = MODEL_FILE.read_text().splitlines()
     for regex in EXCLUDED:
         hits = [line for line in source if re.search(regex, line)]
@@ -161,7 +163,9 @@ def test_valid_variants_sit_on_the_edges_they_name(base):
     import zipfile
 
     from refdec.generators.invalid_models import valid_variants
-    from refdec.model_file import MAX_HEADER_BYTES, MAX_JSON_DEPTH
+    import zlib
+
+    from refdec.model_file import MAX_HEADER_BYTES, MAX_JSON_DEPTH, max_deflated_size
 
     variants = {v.name: v for v in valid_variants(base)}
     assert set(variants) == {"valid-zip-variants", "valid-npy-variants", "valid-deflate-empty-blocks",
@@ -188,8 +192,10 @@ def test_valid_variants_sit_on_the_edges_they_name(base):
         assert any(b'"' in t for t in texts) and any(t.rstrip().endswith(b")}") for t in texts)
 
     with zipfile.ZipFile(io.BytesIO(variants["valid-deflate-empty-blocks"].data)) as zf:
-        info = zf.getinfo("z_cdf.npy")
-        assert info.compress_size > 1 << 20 > info.file_size  # the first 2^20 compressed bytes inflate to nothing
+        info = zf.getinfo("gather.2.weight.npy")
+        assert info.compress_size == max_deflated_size(info.file_size)  # the most clause 9.1.1 allows
+        raw = variants["valid-deflate-empty-blocks"].data[info.header_offset + 30 + len(info.filename):]
+        assert zlib.decompressobj(-15).decompress(raw[: 1 << 20]) == b""  # 2^20 bytes that inflate to nothing
 
     with zipfile.ZipFile(io.BytesIO(variants["valid-stored-large-member"].data)) as zf:
         assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_STORED}
@@ -206,8 +212,14 @@ def test_valid_variants_sit_on_the_edges_they_name(base):
 
 def test_boundary_models_at_the_container_limits(base):
     """The invalid files that sit on a container limit fail for their one other fault: the member
-    of exactly 2^28 bytes and the dimension of exactly 2^28 pass clause 9.1 and fail the shapes."""
+    of exactly 2^28 bytes, the members of exactly 2^29 together and the dimension of exactly 2^28
+    pass clause 9.1 and fail the shapes."""
+    import io
+    import struct
+    import zipfile
+
     from refdec.generators.invalid_models import boundary_invalid_models
+    from refdec.model_file import max_deflated_size
 
     made = {m.name: m for m in boundary_invalid_models(base)}
     assert made["zip-member-2-28-bytes"].expected_error == "ModelShapeError"
@@ -216,3 +228,23 @@ def test_boundary_models_at_the_container_limits(base):
     assert made["npy-header-key-misspelled"].expected_error == "ModelFormatError"
     assert made["header-unpaired-surrogate-in-key"].expected_error == "ModelFormatError"
     assert len(made["zip-member-2-28-bytes"].data) < 300_000
+    # Clause 9.1.1: all members together at exactly 2^29 bytes and one past, from real data.
+    for name, total, error in (("zip-members-2-29-bytes-together", 1 << 29, "ModelShapeError"),
+                               ("zip-members-2-29-plus-1-bytes-together", (1 << 29) + 1, "ModelFormatError")):
+        with zipfile.ZipFile(io.BytesIO(made[name].data)) as zf:
+            assert sum(info.file_size for info in zf.infolist()) == total
+            assert max(info.file_size for info in zf.infolist()) <= 1 << 28
+        assert made[name].expected_error == error and len(made[name].data) < 600_000
+    # Clause 9.1.1: one compressed byte past u + floor(u / 2^10) + 1024.
+    with zipfile.ZipFile(io.BytesIO(made["zip-deflate-1-byte-past-bound"].data)) as zf:
+        assert any(i.compress_size == max_deflated_size(i.file_size) + 1 and i.file_size >= 1 << 9
+                   for i in zf.infolist())
+    # Clause 9.1.1: 3 bytes after the last extra field, too few for a field header, not the ZIP64 id.
+    data = made["zip-local-extra-3-stray-bytes-other-id"].data
+    name = b"synthesis.0.bias.npy"
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        start = zf.getinfo(name.decode()).header_offset
+    sizes, extra_len = struct.unpack_from("<II", data, start + 18), struct.unpack_from("<H", data, start + 28)[0]
+    extra = data[start + 30 + len(name): start + 30 + len(name) + extra_len]
+    assert sizes == (0xFFFFFFFF, 0xFFFFFFFF) and extra[-3:] == b"\xca\x00\x10" and extra[-3:-1] != b"\x01\x00"
+    assert made["zip-local-extra-3-stray-bytes-other-id"].expected_error == "ModelFormatError"

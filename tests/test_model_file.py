@@ -452,24 +452,46 @@ def test_informative_integers_may_be_long(small_model_file):
     assert model.header["act_exponents"]["gather.0"] > 10 ** 3999
 
 
-def test_file_size_limit(small_model_file, monkeypatch):
-    """Clause 9.1: at most 2^30 bytes, checked first (parse_model checks len(data))."""
-    data = small_model_file[0]
-    assert model_file.MAX_MODEL_FILE_BYTES == 1 << 30
-    monkeypatch.setattr(model_file, "MAX_MODEL_FILE_BYTES", len(data))
-    parse_model(data)
-    monkeypatch.setattr(model_file, "MAX_MODEL_FILE_BYTES", len(data) - 1)
-    err = expect(ModelFormatError, data)
-    assert str(len(data)) in str(err)
+def test_compressed_size_is_limited_by_the_uncompressed_size(small_model_file):
+    """Clause 9.1.1: a member's compressed size is at most u + floor(u / 2^10) + 1024 bytes (empty
+    deflate blocks make up the rest here): at the limit accepted, one byte past it rejected from
+    the records, for a member under 2^10 bytes and one over."""
+    from refdec.generators.invalid_models import _deflated_past_bound
+
+    members = raw_members(small_model_file[0])
+    small = min((m for m in members if len(m[1]) >= 64), key=lambda m: len(m[1]))[0]
+    large = max(members, key=lambda m: len(m[1]))[0]
+    assert len(dict(members)[small]) < 1 << 10 <= len(dict(members)[large])
+    for name in (small, large):
+        u = len(dict(members)[name])
+        assert model_file.max_deflated_size(u) == u + u // 1024 + 1024
+        at = _deflated_past_bound(members, name, 0)
+        assert parse_model(at).layers["gather.0"].weight.shape == small_model_file[1].layers["gather.0"].weight.shape
+        err = expect(ModelFormatError, _deflated_past_bound(members, name, 1))
+        assert name in str(err) and str(model_file.max_deflated_size(u)) in str(err)
+
+
+def test_no_valid_model_file_is_larger_than_the_file_limit():
+    """Clause 9.1.1's note: the records and the members' data fill the file, so the limits bound it
+    by MAX_MODEL_FILE_BYTES, from which load_model refuses a file before reading it."""
+    from refdec.model_file import MEMBER_NAMES
+
+    members = len(MEMBER_NAMES)
+    data = (model_file.MAX_TOTAL_MEMBER_BYTES + (model_file.MAX_TOTAL_MEMBER_BYTES >> model_file.DEFLATE_GROWTH_SHIFT)
+            + members * model_file.DEFLATE_GROWTH_BYTES)
+    records = sum(30 + 46 + 2 * len(name.encode()) + 3 * 0xFFFF for name in MEMBER_NAMES)  # extras, comments
+    largest = data + records + 22
+    assert members == 65 and largest == 550_248_613 <= model_file.MAX_MODEL_FILE_BYTES == (1 << 29) + (1 << 24)
 
 
 def test_oversized_file_on_disk_is_not_read(tmp_path):
-    """load_model rejects a file over 2^30 bytes from its size alone (a sparse file here)."""
+    """load_model rejects a file larger than any valid model file from its size alone (a sparse
+    file here)."""
     path = tmp_path / "huge.npz"
     with open(path, "wb") as fh:
-        fh.truncate((1 << 30) + 1)
+        fh.truncate(model_file.MAX_MODEL_FILE_BYTES + 1)
     err = expect_load_error(path)
-    assert type(err) is ModelFormatError and str((1 << 30) + 1) in str(err)
+    assert type(err) is ModelFormatError and str(model_file.MAX_MODEL_FILE_BYTES + 1) in str(err)
 
 
 # --- clause 9.4 item 3: weight_bits and weight range [ModelValueError] -------------------------
@@ -1066,13 +1088,18 @@ def test_header_member_limit(small_model_file):
 
 
 def test_member_sizes_are_limited_together(small_model_file):
-    """Clause 9.1.1: the members together are at most 2^30 bytes, from their records."""
+    """Clause 9.1.1: the members together are at most 2^29 bytes, from their records: declared
+    sizes of exactly 2^29 in all pass that check (and fail on the data), 2^29 + 1 do not."""
     from refdec.generators.invalid_models import _Entry, _zip
 
     members = raw_members(small_model_file[0])
-    big = {n for n, _ in members[:4]}
-    data = _zip([_Entry(n, d, declared_size=(1 << 28) if n in big else None) for n, d in members])
-    assert "together" in str(expect(ModelFormatError, data))
+    big = [n for n, _ in members[:4]]
+    rest = sum(len(d) for n, d in members[4:])
+    for total, together in ((1 << 29, False), ((1 << 29) + 1, True)):
+        sizes = dict.fromkeys(big, (total - rest) // 4)
+        sizes[big[-1]] += total - rest - 4 * sizes[big[-1]]
+        err = expect(ModelFormatError, _zip([_Entry(n, d, declared_size=sizes.get(n)) for n, d in members]))
+        assert ("together" in str(err)) is together, err
 
 
 def test_format_errors_come_before_shape_errors_even_in_member_data(base, small_model_file):

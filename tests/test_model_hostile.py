@@ -24,7 +24,7 @@ import pytest
 from conftest import ROOT
 from hostile_models import MIB, build, measure, model_with, stream_naming
 from refdec.errors import ModelFormatError, UnknownModel
-from refdec.model_file import ModelStore, file_model_id, load_model, model_id_of, parse_model
+from refdec.model_file import MAX_MODEL_FILE_BYTES, ModelStore, file_model_id, load_model, model_id_of, parse_model
 
 LIMIT_MIB = 1024  # RLIMIT_AS of the child: a load that allocates what the file declares fails
 
@@ -34,12 +34,12 @@ FAST = {
     "zero-dim": ("ModelShapeError", 10),  # (0, 2^28, 2^28, 2^28): NumPy's ValueError before
     "w8-2p28": ("ModelShapeError", 60),  # one 2^28-byte int8 member: CRC-32 streamed, no int64 copy
     "extra-4": ("ModelFormatError", 10),  # 4 extra members of 2^28 bytes: rejected by name
-    "lying-size": ("ModelFormatError", 10),  # inflates past its declared size: stopped there
+    "lying-size": ("ModelFormatError", 10),  # more compressed bytes than its declared size allows
 }
 SLOW = {
     "extra-191": ("ModelFormatError", 10),  # 50 MB file, 48 GiB declared
-    "all-2p28": ("ModelFormatError", 10),  # 65 members of 2^28: over 2^30 together
-    "max-inflation": ("ModelShapeError", 240),  # 2^30 bytes inflated (streamed) before the shapes reject it
+    "all-2p28": ("ModelFormatError", 10),  # 65 members of 2^28: over 2^29 together
+    "max-inflation": ("ModelShapeError", 240),  # 2^29 bytes inflated (streamed) before the shapes reject it
 }
 
 
@@ -151,7 +151,7 @@ def test_store_skips_what_cannot_be_a_model_file(tmp_path, small_model_file):
     folder.mkdir()
     (folder / "good.npz").write_bytes(data)
     with open(folder / "huge.npz", "wb") as fh:
-        fh.truncate((1 << 30) + 1)  # sparse: nothing is read from it
+        fh.truncate(MAX_MODEL_FILE_BYTES + 1)  # sparse: nothing is read from it
     os.mkfifo(folder / "pipe.npz")
     (folder / "dir.npz").mkdir()
     os.symlink("/dev/zero", folder / "zero.npz")
@@ -162,7 +162,7 @@ def test_store_skips_what_cannot_be_a_model_file(tmp_path, small_model_file):
     assert time.perf_counter() - t0 < 10
     skipped = {path.name: reason for path, reason in store.skipped}
     assert set(skipped) == {"huge.npz", "pipe.npz", "dir.npz", "zero.npz"}, skipped
-    assert "not a regular file" in skipped["pipe.npz"] and str((1 << 30) + 1) in skipped["huge.npz"]
+    assert "not a regular file" in skipped["pipe.npz"] and str(MAX_MODEL_FILE_BYTES + 1) in skipped["huge.npz"]
     assert store.get(model.model_id).model_id == model.model_id
     with pytest.raises(ModelFormatError):
         store.get(model_id_of(b"not a ZIP archive"))

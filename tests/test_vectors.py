@@ -106,7 +106,11 @@ def test_both_sides_of_every_limit(manifest):
         assert by_id[f"{vid}.rate-01-65x33"]["kind"] == "valid", vid
     for name, error in (("zip-member-2-28-bytes", "ModelShapeError"), ("zip-member-2-28-plus-1-bytes", "ModelFormatError"),
                         ("npy-shape-dimension-2-28", "ModelShapeError"), ("zip-21-bytes", "ModelFormatError"),
-                        ("zip-bad-crc-and-shape-error", "ModelFormatError")):
+                        ("zip-bad-crc-and-shape-error", "ModelFormatError"),
+                        ("zip-members-2-29-bytes-together", "ModelShapeError"),
+                        ("zip-members-2-29-plus-1-bytes-together", "ModelFormatError"),
+                        ("zip-deflate-1-byte-past-bound", "ModelFormatError"),
+                        ("zip-local-extra-3-stray-bytes-other-id", "ModelFormatError")):
         assert by_id[f"err-model-{name}"]["expected_error"] == error, name
 
 

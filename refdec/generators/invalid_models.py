@@ -35,8 +35,8 @@ from ..architecture import BY_NAME, CONTEXT, GATHER, HYPER_SYNTHESIS, LAYER_NAME
     causal_mask
 from ..errors import ALL_ERRORS, ModelError
 from ..model_file import JSON_INT_EXACT_DIGITS, MAX_CHANNELS, MAX_HEADER_BYTES, MAX_INV_GAIN, MAX_JSON_DEPTH, \
-    MAX_MEMBER_BYTES, MAX_MEMBERS, MAX_RATES, MAX_SHIFT, MAX_Z_COUNT, NPY_MAGIC, PROFILES, ZIP64_EXTRA as ZIP64_EXTRA_ID, \
-    parse_model
+    MAX_MEMBER_BYTES, MAX_MEMBERS, MAX_RATES, MAX_SHIFT, MAX_TOTAL_MEMBER_BYTES, MAX_Z_COUNT, NPY_MAGIC, PROFILES, \
+    ZIP64_EXTRA as ZIP64_EXTRA_ID, max_deflated_size, parse_model
 from .model_writer import _npy_bytes, model_arrays, serialize_model
 
 FORMAT = "ModelFormatError"
@@ -1047,6 +1047,17 @@ def _boundary_format_edges(b: _Base):
            b.with_entry(name, local=(("sizes", (ZIP64_SIZES, ZIP64_SIZES)), ("extra", stray))), "9.1.1",
            f"the local header of {name} has sizes 0xFFFFFFFF and an extra area of a timestamp field and 3 bytes, too "
            "few for a field header: no ZIP64 field")
+    stray = TIMESTAMP_EXTRA + b"\xca\x00\x10"
+    yield ("zip-local-extra-3-stray-bytes-other-id",
+           b.with_entry(name, local=(("sizes", (ZIP64_SIZES, ZIP64_SIZES)), ("extra", stray))), "9.1.1",
+           f"the local header of {name} has sizes 0xFFFFFFFF and an extra area of a timestamp field and 3 bytes "
+           "starting with the id 0x00CA: too few for a field header, no ZIP64 field (a scan that takes 3 bytes "
+           "for a header reads past the area)")
+    name, data = max(b.members, key=lambda member: len(member[1]))
+    assert len(data) >= 1 << 9  # u >> 9 > u >> 10: a limit of u / 2^9 would accept it
+    yield ("zip-deflate-1-byte-past-bound", _deflated_past_bound(b.members, name, 1), "9.1.1",
+           f"member {name} ({len(data)} bytes) deflated as empty blocks and then its data: one compressed byte more "
+           f"than its uncompressed size allows ({max_deflated_size(len(data))})")
     yield ("npy-header-key-misspelled",
            b.with_members({"gather.5.shift.npy": _npy(f"{{'descr': '|u1', 'fortran-order': False, 'shape': ({n},), }}",
                                                       raw)}), "9.1.3",
@@ -1085,6 +1096,43 @@ def _boundary_shape_edges(b: _Base):
     yield ("npy-shape-dimension-2-28", b.with_members({"z_cdf.npy": _npy(_meta("<i4", (0, MAX_MEMBER_BYTES)), b"")}),
            "9.4", f"member z_cdf.npy of shape (0, 2^28): no elements, a dimension at the limit of 2^28 (clause 9.1.3), "
            f"the wrong shape for C_z = {b.cz} rows")
+
+
+TOTAL_FILLED_MEMBERS = ("gather.0.shift.npy", "gather.1.shift.npy", "gather.2.shift.npy", "gather.3.shift.npy")
+
+
+def _members_totalling(b: _Base, total: int) -> bytes:
+    """The base with the members TOTAL_FILLED_MEMBERS replaced by uint8 zeros of plausible .npy
+    headers (the wrong shapes), sized so that all members together are `total` bytes uncompressed,
+    none over 2^28."""
+    rest = sum(len(d) for n, d in b.members if n not in TOTAL_FILLED_MEMBERS)
+    sizes = [(total - rest) // len(TOTAL_FILLED_MEMBERS)] * len(TOTAL_FILLED_MEMBERS)
+    sizes[-1] += total - rest - sum(sizes)
+    replace = {}
+    for name, size in zip(TOTAL_FILLED_MEMBERS, sizes):
+        count = size - len(_npy(_meta("|u1", (size,)), b""))
+        replace[name] = _npy(_meta("|u1", (count,)), bytes(count))
+        assert len(replace[name]) == size <= MAX_MEMBER_BYTES
+    data = b.with_members(replace)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert sum(info.file_size for info in zf.infolist()) == total
+    return data
+
+
+def _boundary_total_size(b: _Base):
+    """The limit on all members together (clause 9.1.1), from its records: no model within clause 5.2
+    reaches it, so a file at it has a wrong shape, and a file past it has one as well."""
+    names = ", ".join(TOTAL_FILLED_MEMBERS)
+    yield ("zip-members-2-29-bytes-together", _members_totalling(b, MAX_TOTAL_MEMBER_BYTES), "9.4",
+           f"members of exactly 2^29 bytes together uncompressed, the most allowed (clause 9.1.1): {names} are "
+           "uint8 zeros of about 2^27 bytes each, the wrong shape for a shift")
+
+
+def _boundary_total_size_past(b: _Base):
+    names = ", ".join(TOTAL_FILLED_MEMBERS)
+    yield ("zip-members-2-29-plus-1-bytes-together", _members_totalling(b, MAX_TOTAL_MEMBER_BYTES + 1), "9.1.1",
+           f"members of 2^29 + 1 bytes together uncompressed, one past the most allowed: {names} are uint8 zeros "
+           "of about 2^27 bytes each (the wrong shape for a shift, which the limit reports before inflating)")
 
 
 def _boundary_shapes(b: _Base):
@@ -1135,7 +1183,8 @@ def _boundary_values(b: _Base):
 BOUNDARY_GROUPS = ((_boundary_format, FORMAT), (_boundary_format_edges, FORMAT), (_boundary_header_edges, FORMAT),
                    (_boundary_order, FORMAT),
                    (_boundary_shapes, SHAPE),
-                   (_boundary_shape_edges, SHAPE), (_boundary_values, VALUE))
+                   (_boundary_shape_edges, SHAPE), (_boundary_total_size, SHAPE),
+                   (_boundary_total_size_past, FORMAT), (_boundary_values, VALUE))
 
 
 def boundary_invalid_models(base: bytes) -> list[InvalidModel]:
@@ -1237,16 +1286,50 @@ def _header_variant(b: _Base) -> bytes:
 EMPTY_STORED_BLOCK = b"\x00\x00\x00\xff\xff"  # BFINAL 0, BTYPE 00 (stored), LEN 0, NLEN 0xFFFF
 
 
-def _empty_blocks_variant(b: _Base) -> bytes:
-    """Member z_cdf.npy deflated as 2^20 / 5 empty stored blocks (1 MiB of deflate data that inflates
-    to nothing, as a writer that flushes often may leave) before its compressed data: a decoder that
-    takes a piece of deflate input without output for a truncated stream rejects it."""
-    name = "z_cdf.npy"
-    payload = EMPTY_STORED_BLOCK * ((1 << 20) // len(EMPTY_STORED_BLOCK)) + _deflate(b.member(name))
-    return b.with_entry(name, payload=payload)
+def _empty_fixed_then_stored(fixed: int) -> bytes:
+    """`fixed` empty fixed-Huffman blocks (BFINAL 0, BTYPE 01, end-of-block code 0000000: 10 bits
+    each) closed by an empty stored block, whose LEN and NLEN start at the next byte boundary."""
+    bits = [0, 1, 0] + [0] * 7  # BFINAL, BTYPE 01 (least significant bit first), code 256
+    stream = bits * fixed + [0, 0, 0]  # the stored block's BFINAL and BTYPE 00
+    value = sum(bit << i for i, bit in enumerate(stream))
+    return value.to_bytes(-(-len(stream) // 8), "little") + b"\x00\x00\xff\xff"
+
+
+# Closing groups of empty blocks of 6, 7, 13 and 9 bytes: one for each length not a multiple of 5.
+_EMPTY_GROUPS = {0: b"", 1: _empty_fixed_then_stored(1), 2: _empty_fixed_then_stored(2),
+                 3: _empty_fixed_then_stored(1) + _empty_fixed_then_stored(2), 4: _empty_fixed_then_stored(3)}
+
+
+def _empty_deflate_blocks(length: int) -> bytes:
+    """Exactly `length` bytes (at least 13) of non-final deflate blocks that inflate to nothing and
+    end on a byte boundary: empty stored blocks, and one closing group for length mod 5."""
+    group = _EMPTY_GROUPS[length % len(EMPTY_STORED_BLOCK)]
+    out = EMPTY_STORED_BLOCK * ((length - len(group)) // len(EMPTY_STORED_BLOCK)) + group
+    assert len(out) == length and zlib.decompressobj(-15).decompress(out) == b""
+    return out
 
 
 STORED_WIDTH = 725  # gather.1 and gather.2 outputs: gather.2.weight.npy is 725 x 725 int16, just over 2^20 bytes
+DEFLATE_PADDED_MEMBER = "gather.2.weight.npy"
+
+
+def _deflated_past_bound(members: list[tuple[str, bytes]], name: str, past: int) -> bytes:
+    """Raw ZIP of these members with member `name` deflated as empty blocks and then its deflate
+    stream: `past` bytes more than the most compressed bytes its size allows (clause 9.1.1)."""
+    data = dict(members)[name]
+    stream = _deflate(data)
+    payload = _empty_deflate_blocks(max_deflated_size(len(data)) + past - len(stream)) + stream
+    return _zip([_Entry(n, d, payload=payload) if n == name else _Entry(n, d) for n, d in members])
+
+
+def _empty_blocks_variant(b: _Base) -> bytes:
+    """The widened base (_wide_members, STORED_WIDTH) with DEFLATE_PADDED_MEMBER at the largest
+    compressed size allowed, its empty blocks over 2^20 bytes: a decoder that takes a piece of
+    deflate input without output for a truncated stream rejects it."""
+    members = _wide_members(b, STORED_WIDTH)
+    member = dict(members)[DEFLATE_PADDED_MEMBER]
+    assert max_deflated_size(len(member)) - len(_deflate(member)) > 1 << 20  # the empty blocks
+    return _deflated_past_bound(members, DEFLATE_PADDED_MEMBER, 0)
 
 
 def _stored_large_variant(b: _Base) -> bytes:
@@ -1256,6 +1339,10 @@ def _stored_large_variant(b: _Base) -> bytes:
     members = _wide_members(b, STORED_WIDTH)
     assert len(dict(members)["gather.2.weight.npy"]) > 1 << 20
     return _zip([_Entry(n, d, method=0) for n, d in members])
+
+
+# The variants built on _wide_members: other parameters, which decode every stream as the base does.
+WIDENED_VARIANTS = ("valid-deflate-empty-blocks", "valid-stored-large-member")
 
 
 def valid_variants(base: bytes) -> list[ValidVariant]:
@@ -1271,9 +1358,10 @@ def valid_variants(base: bytes) -> list[ValidVariant]:
         ValidVariant("valid-npy-variants", _npy_variant(b), "9.1.3",
                      ".npy headers with keys in other orders, double quotes, spaces, a comma after the last "
                      "entry or none, '<u1' shifts, and HEADER_LEN 65535 (z_cdf)"),
-        ValidVariant("valid-deflate-empty-blocks", _empty_blocks_variant(b), "9.1.2",
-                     "member z_cdf.npy deflated as 209715 empty stored blocks (1 MiB that inflates to nothing) "
-                     "before its compressed data"),
+        ValidVariant("valid-deflate-empty-blocks", _empty_blocks_variant(b), "9.1.1",
+                     f"gather.1 and gather.2 widened to {STORED_WIDTH} outputs with zero weights (decoding as the "
+                     f"tiny base model); {DEFLATE_PADDED_MEMBER} deflated as empty blocks (over 1 MiB that inflates "
+                     "to nothing) and then its data: exactly the most compressed bytes its size allows"),
         ValidVariant("valid-stored-large-member", _stored_large_variant(b), "9.1.2",
                      f"every member stored; gather.1 and gather.2 widened to {STORED_WIDTH} outputs with zero "
                      f"weights (decoding as the tiny base model), so gather.2.weight.npy is {STORED_WIDTH} x "
@@ -1286,7 +1374,7 @@ def valid_variants(base: bytes) -> list[ValidVariant]:
     base_model = parse_model(base, where="base model")
     for v in out:
         model = parse_model(v.data, where=v.name)
-        if v.name == "valid-stored-large-member":
+        if v.name in WIDENED_VARIANTS:
             continue
         same = all(np.array_equal(getattr(model.layers[n], part), getattr(base_model.layers[n], part))
                    and model.layers[n].clip == base_model.layers[n].clip
