@@ -59,7 +59,7 @@ def decode(stream: bytes, models: ModelStore | Model, *, fast: bool | FastOption
     record.tensor("z_hat", z_hat)
     hyper = step(hyper_synthesis)(model, z_hat, record)                              # step 3
     y_decoder = RangeDecoder(stream[header.y_offset: header.y_offset + header.y_length], base=header.y_offset)
-    y_hat = step(decode_y)(y_decoder, model, hyper, record)                          # step 4
+    y_hat = step(decode_y)(y_decoder, model, hyper, hy, wy, record)                  # step 4
     y_decoder.finish()
     S0 = inverse_gain(model, y_hat, header.rate_index)                               # step 5
     record.tensor("synthesis_input", S0)

@@ -24,11 +24,12 @@ def wavefronts(hy: int, wy: int):
 
 
 @clause("7.5", "Coding order of the latent")
-def decode_y(decoder: RangeDecoder, model: Model, hyper: np.ndarray, record: Recorder = NO_RECORDER) -> np.ndarray:
-    """y_hat (C_y, Hy, Wy) from the y payload: for every position in coding order, clauses 7.6
-    to 7.9 give the coding CDFs of its channels and clause 7.10 decodes them."""
+def decode_y(decoder: RangeDecoder, model: Model, hyper: np.ndarray, hy: int, wy: int,
+             record: Recorder = NO_RECORDER) -> np.ndarray:
+    """y_hat (C_y, Hy, Wy) from the y payload, Hy x Wy being the latent grid of clause 5.4 (the
+    positions of `hyper`, clause 7.4): for every position in coding order, clauses 7.6 to 7.9
+    give the coding CDFs of its channels and clause 7.10 decodes them."""
     cy = model.latent_channels
-    _, hy, wy = hyper.shape
     y_hat = np.zeros((cy, hy, wy), dtype=np.int64)
     record.latent_start(latent_stage_channels(model), hy, wy)
     total = wy + WAVEFRONT_SLOPE * (hy - 1)  # informative: the wavefront count, for progress only

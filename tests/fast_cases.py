@@ -211,11 +211,13 @@ def cases_decode_y(rng):
                 h = parse_header(stream)
                 payload = stream[h.y_offset: h.y_offset + h.y_length]
                 hyper = hyper_synthesis(model, z)
+                grid = hyper.shape[1:]  # Hy, Wy
                 yield (f"{model_name} {width}x{height} y scale {y_scale}",
-                       lambda m=model, p=payload, hy=hyper, b=h.y_offset: (RangeDecoder(p, b), m, hy, Recorder()))
+                       lambda m=model, p=payload, f=hyper, g=grid, b=h.y_offset:
+                       (RangeDecoder(p, b), m, f, *g, Recorder()))
                 yield (f"{model_name} {width}x{height} y scale {y_scale}, truncated",
-                       lambda m=model, p=payload[: len(payload) // 2], hy=hyper, b=h.y_offset:
-                       (RangeDecoder(p, b), m, hy, Recorder()))
+                       lambda m=model, p=payload[: len(payload) // 2], f=hyper, g=grid, b=h.y_offset:
+                       (RangeDecoder(p, b), m, f, *g, Recorder()))
 
 
 def cases_synthesis(rng):

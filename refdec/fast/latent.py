@@ -27,17 +27,17 @@ from .symbols import decode_values
 @accelerates(literal_decode_y, step=True, options=True,
              exactness="clauses 7.6 to 7.9 batched over a wavefront (refdec/fast/entropy.py), whose positions "
                        "read only earlier wavefronts (clause 7.5); symbols decoded in the same order")
-def decode_y(decoder: RangeDecoder, model: Model, hyper: np.ndarray, record: Recorder = NO_RECORDER, *,
-             options: FastOptions = FastOptions()) -> np.ndarray:
+def decode_y(decoder: RangeDecoder, model: Model, hyper: np.ndarray, hy: int, wy: int,
+             record: Recorder = NO_RECORDER, *, options: FastOptions = FastOptions()) -> np.ndarray:
     """y_hat (C_y, Hy, Wy) from the y payload, wavefront by wavefront."""
     with blas_threads_or_as_is(options.blas_threads):
-        return _decode_y(decoder, model, hyper, record)
+        return _decode_y(decoder, model, hyper, hy, wy, record)
 
 
-def _decode_y(decoder: RangeDecoder, model: Model, hyper: np.ndarray, record: Recorder) -> np.ndarray:
+def _decode_y(decoder: RangeDecoder, model: Model, hyper: np.ndarray, hy: int, wy: int,
+              record: Recorder) -> np.ndarray:
     """decode_y's wavefront loop."""
     cy = model.latent_channels
-    _, hy, wy = hyper.shape
     hyper_rows = np.ascontiguousarray(hyper.transpose(1, 2, 0), dtype=np.float64)
     r = CONTEXT_REACH
     # Clip3(-255, 255, y_hat) channels-last, zero-padded above and either side (clause 7.6).

@@ -234,6 +234,12 @@ def _meta(descr, shape, fortran_order=False, **extra) -> str:
     return repr(d)
 
 
+def _members_of(data: bytes) -> list[tuple[str, bytes]]:
+    """(name, uncompressed bytes) of a ZIP file's members, in archive order."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return [(info.filename, zf.read(info)) for info in zf.infolist()]
+
+
 # --- the base model and its variants ----------------------------------------------------------
 
 class _Base:
@@ -244,8 +250,7 @@ class _Base:
         model = parse_model(data, where="base model")
         self.header = model.header
         self.arrays = model_arrays(model)
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            self.members = [(info.filename, zf.read(info)) for info in zf.infolist()]
+        self.members = _members_of(data)
         self.cy, self.cz, self.rates = model.latent_channels, model.hyper_channels, model.num_rates
         self.profile = self.header["profile"]
 
@@ -330,8 +335,7 @@ def _wide_members(b: _Base, width: int = MAX_CHANNELS) -> list[tuple[str, bytes]
         arrays[f"{layer}.weight"] = _pad_axis(arrays[f"{layer}.weight"], 1, width)
     data = b.file(header, arrays)
     parse_model(data, where="wide base model")  # valid; raises otherwise
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        return [(info.filename, zf.read(info)) for info in zf.infolist()]
+    return _members_of(data)
 
 
 # --- clause 9.1: container ---------------------------------------------------------------------
@@ -1077,8 +1081,7 @@ def _boundary_order(b: _Base):
     """The order of clause 9.4's items: a format fault (item 1) reported before a shape fault (item 2)."""
     arrays = b.a()
     arrays["z_lo"] = arrays["z_lo"][:1]
-    with zipfile.ZipFile(io.BytesIO(b.file(arrays=arrays))) as zf:
-        members = [(info.filename, zf.read(info)) for info in zf.infolist()]
+    members = _members_of(b.file(arrays=arrays))
     entries = [_Entry(n, d, crc_xor=1) if n == "synthesis.6.weight.npy" else _Entry(n, d) for n, d in members]
     yield ("zip-bad-crc-and-shape-error", _zip(entries), "9.4",
            "member synthesis.6.weight.npy with a wrong CRC-32 (item 1 of clause 9.4) and z_lo of one entry for "
