@@ -1071,14 +1071,14 @@ INHERENT_SECOND_RULE = {
                                     "2048 x 2048 x 3 x 3 int16 weights, 75 MB), so a real member one byte past the "
                                     "limit has a wrong shape too: the limit bounds work before anything is inflated",
     "zip-members-2-29-plus-1-bytes-together": "no model within clause 5.2 reaches 2^29 bytes of members (at most "
-                                              "247,344,828 elements and 64 .npy headers: under 500 MB), so real "
+                                              "504,207,670 bytes with their .npy headers, clause 9.1), so real "
                                               "members one byte past the limit have a wrong shape too: the limit "
                                               "bounds work before anything is inflated",
     "zip-bad-crc-and-shape-error": "it tests the order of clause 9.4's items: a format fault (a CRC-32, item 1) and "
                                    "a shape fault (item 2) in other members; with the CRC check off the shape fault "
                                    "is reported, as it must be",
     "zip-members-too-large-together": "as zip-member-too-large: the declared sizes are false, and the members of "
-                                      "a model within clause 5.2 are below 2^30 bytes together",
+                                      "a model within clause 5.2 are below 2^29 bytes together",
     "zip-too-many-members": "clause 9.3 names 65 members and names are unique, so more than 256 members always "
                             "include an unexpected one",
     "zip-non-npy-member": "a name not ending in .npy is not a member of clause 9.3 either",

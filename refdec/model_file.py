@@ -43,8 +43,8 @@ MAX_MEMBERS = 256  # central-directory records
 MAX_MEMBER_BYTES = 1 << 28  # one member, uncompressed
 MAX_TOTAL_MEMBER_BYTES = 1 << 29  # all members together, uncompressed
 MAX_HEADER_BYTES = 1 << 20  # the member header.npy, uncompressed
-# A deflated member of u bytes has at most u + (u >> DEFLATE_GROWTH_SHIFT) + DEFLATE_GROWTH_BYTES
-# compressed bytes: more than any deflate encoder writes, and it bounds the file by its members.
+# A member of u bytes has at most u + (u >> DEFLATE_GROWTH_SHIFT) + DEFLATE_GROWTH_BYTES compressed
+# bytes: more than zlib writes at its default settings, and it bounds the file by its members.
 DEFLATE_GROWTH_SHIFT = 10
 DEFLATE_GROWTH_BYTES = 1024
 MAX_MODEL_FILE_BYTES = (1 << 29) + (1 << 24)  # informative: larger than any valid file (clause 9.1's note)
@@ -836,7 +836,7 @@ def load_model(path) -> Model:
 @informative("opening a file: a path that cannot hold a valid model file is refused before reading (clause 6.2 step 6)")
 def _open_model_file(path: Path) -> tuple[int, int]:
     """Informative: (open file descriptor, size) of a regular file of at most MAX_MODEL_FILE_BYTES
-    (larger than any valid model file, clause 9.1.1); status checked before opening (a FIFO is
+    (larger than any valid model file, clause 9.1); status checked before opening (a FIFO is
     never opened) and again on the open file."""
     where = str(path)
     if not stat.S_ISREG(os.stat(path).st_mode):
@@ -846,7 +846,7 @@ def _open_model_file(path: Path) -> tuple[int, int]:
     if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MODEL_FILE_BYTES:
         os.close(fd)
         raise ModelFormatError(f"not a regular file of at most {MAX_MODEL_FILE_BYTES} bytes, the most a valid "
-                               f"model file can have ({st.st_size} bytes, clause 9.1.1)", where=where)
+                               f"model file can have ({st.st_size} bytes, clause 9.1)", where=where)
     return fd, st.st_size
 
 

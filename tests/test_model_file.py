@@ -472,7 +472,7 @@ def test_compressed_size_is_limited_by_the_uncompressed_size(small_model_file):
 
 
 def test_no_valid_model_file_is_larger_than_the_file_limit():
-    """Clause 9.1.1's note: the records and the members' data fill the file, so the limits bound it
+    """Clause 9.1's note: the records and the members' data fill the file, so the limits bound it
     by MAX_MODEL_FILE_BYTES, from which load_model refuses a file before reading it."""
     from refdec.model_file import MEMBER_NAMES
 

@@ -1212,7 +1212,8 @@ class Coverage:
 
 
 UNTESTABLE = "Untestable:"  # an argument that begins so: not equivalent, but no vector within the set's budget can
-# tell it (a 1 GiB model file); counted against the score, listed apart from the equivalent ones
+# tell it (a vector far beyond the set's size or time); counted against the score, listed apart from the
+# equivalent ones
 
 
 def _status(key: str, arguments: dict) -> str:
