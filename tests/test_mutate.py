@@ -158,12 +158,10 @@ def test_rescore_applies_new_arguments_without_running(tmp_path):
     assert doc["summary"]["total"] == {"killed": 1, "equivalent": 0, "untestable": 1, "open": 0, "score": 50.0}
     # The folder a run writes holds the same document: its outcomes.json is the input of --rescore.
     out = tmp_path / "out"
-    for args in (["--out", str(out)], ["--out", str(tmp_path / "again"), "--rescore", str(out / "outcomes.json")]):
-        cmd = [sys.executable, str(TOOLS_DIR / "mutate.py"), "--rescore", str(earlier), "--equivalent", str(arguments),
-               "-q", *args]
-        if args[-2] == "--rescore":
-            cmd = [sys.executable, str(TOOLS_DIR / "mutate.py"), "--equivalent", str(arguments), "-q", *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    for rescored, folder in ((earlier, out), (out / "outcomes.json", tmp_path / "again")):
+        proc = subprocess.run([sys.executable, str(TOOLS_DIR / "mutate.py"), "--rescore", str(rescored),
+                               "--equivalent", str(arguments), "-q", "--out", str(folder)],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr[-3000:]
     again_doc = json.loads((tmp_path / "again" / "outcomes.json").read_text())
     assert again_doc["outcomes"] == doc["outcomes"] and again_doc["summary"]["total"] == doc["summary"]["total"]

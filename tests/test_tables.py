@@ -152,9 +152,8 @@ def test_inv_scale_0_plus_one_reads_the_same_phi():
 
     d = np.arange(-MEAN_DIFF_MAX, MEAN_DIFF_MAX + 1, dtype=np.int64)
     half = len(PHI) // 2
-    for inv in (int(INV_SCALE[0]), int(INV_SCALE[0]) + 1):
-        index = np.clip(round2(d * inv, 10), -half, half) + half
-        if inv == int(INV_SCALE[0]):
-            first = PHI[index]
-        else:
-            assert np.array_equal(PHI[index], first)
+
+    def phi_read(inv: int) -> np.ndarray:
+        return PHI[np.clip(round2(d * inv, 10), -half, half) + half]
+
+    assert np.array_equal(phi_read(int(INV_SCALE[0])), phi_read(int(INV_SCALE[0]) + 1))

@@ -1312,7 +1312,7 @@ def _empty_deflate_blocks(length: int) -> bytes:
     return out
 
 
-STORED_WIDTH = 725  # gather.1 and gather.2 outputs: gather.2.weight.npy is 725 x 725 int16, just over 2^20 bytes
+WIDE_OUTPUTS = 725  # gather.1 and gather.2 outputs: gather.2.weight.npy is 725 x 725 int16, just over 2^20 bytes
 DEFLATE_PADDED_MEMBER = "gather.2.weight.npy"
 
 
@@ -1325,21 +1325,19 @@ def _deflated_past_bound(members: list[tuple[str, bytes]], name: str, past: int)
     return _zip([_Entry(n, d, payload=payload) if n == name else _Entry(n, d) for n, d in members])
 
 
-def _empty_blocks_variant(b: _Base) -> bytes:
-    """The widened base (_wide_members, STORED_WIDTH) with DEFLATE_PADDED_MEMBER at the largest
-    compressed size allowed, its empty blocks over 2^20 bytes: a decoder that takes a piece of
-    deflate input without output for a truncated stream rejects it."""
-    members = _wide_members(b, STORED_WIDTH)
+def _empty_blocks_variant(members: list[tuple[str, bytes]]) -> bytes:
+    """The widened base's members (_wide_members, WIDE_OUTPUTS) with DEFLATE_PADDED_MEMBER at the
+    largest compressed size allowed, its empty blocks over 2^20 bytes: a decoder that takes a piece
+    of deflate input without output for a truncated stream rejects it."""
     member = dict(members)[DEFLATE_PADDED_MEMBER]
     assert max_deflated_size(len(member)) - len(_deflate(member)) > 1 << 20  # the empty blocks
     return _deflated_past_bound(members, DEFLATE_PADDED_MEMBER, 0)
 
 
-def _stored_large_variant(b: _Base) -> bytes:
-    """The base with gather.1 and gather.2 widened to STORED_WIDTH outputs (zero weights: the same
-    decoded images) and every member stored: gather.2.weight.npy is stored data of more than 2^20
-    bytes, more than one piece of refdec's reading (clause 9.1.2)."""
-    members = _wide_members(b, STORED_WIDTH)
+def _stored_large_variant(members: list[tuple[str, bytes]]) -> bytes:
+    """The widened base's members (_wide_members, WIDE_OUTPUTS: zero weights, the same decoded
+    images), every one stored: gather.2.weight.npy is stored data of more than 2^20 bytes, more
+    than one piece of refdec's reading (clause 9.1.2)."""
     assert len(dict(members)["gather.2.weight.npy"]) > 1 << 20
     return _zip([_Entry(n, d, method=0) for n, d in members])
 
@@ -1353,6 +1351,7 @@ def valid_variants(base: bytes) -> list[ValidVariant]:
     clauses 9.1 and 9.2. Each is checked to parse to the base model's arrays and clip bounds (the
     widened one: to decode as the base model, by make_vectors)."""
     b = _Base(base)
+    wide = _wide_members(b, WIDE_OUTPUTS)
     out = [
         ValidVariant("valid-zip-variants", _zip_variant(b), "9.1.1",
                      "every member with flags 0x0806 (bits 1, 2, 11), alternately stored and deflated, local sizes "
@@ -1361,14 +1360,14 @@ def valid_variants(base: bytes) -> list[ValidVariant]:
         ValidVariant("valid-npy-variants", _npy_variant(b), "9.1.3",
                      ".npy headers with keys in other orders, double quotes, spaces, a comma after the last "
                      "entry or none, '<u1' shifts, and HEADER_LEN 65535 (z_cdf)"),
-        ValidVariant("valid-deflate-empty-blocks", _empty_blocks_variant(b), "9.1.1",
-                     f"gather.1 and gather.2 widened to {STORED_WIDTH} outputs with zero weights (decoding as the "
+        ValidVariant("valid-deflate-empty-blocks", _empty_blocks_variant(wide), "9.1.1",
+                     f"gather.1 and gather.2 widened to {WIDE_OUTPUTS} outputs with zero weights (decoding as the "
                      f"tiny base model); {DEFLATE_PADDED_MEMBER} deflated as empty blocks (over 1 MiB that inflates "
                      "to nothing) and then its data: exactly the most compressed bytes its size allows"),
-        ValidVariant("valid-stored-large-member", _stored_large_variant(b), "9.1.2",
-                     f"every member stored; gather.1 and gather.2 widened to {STORED_WIDTH} outputs with zero "
-                     f"weights (decoding as the tiny base model), so gather.2.weight.npy is {STORED_WIDTH} x "
-                     f"{STORED_WIDTH} int16: stored data of more than 2^20 bytes"),
+        ValidVariant("valid-stored-large-member", _stored_large_variant(wide), "9.1.2",
+                     f"every member stored; gather.1 and gather.2 widened to {WIDE_OUTPUTS} outputs with zero "
+                     f"weights (decoding as the tiny base model), so gather.2.weight.npy is {WIDE_OUTPUTS} x "
+                     f"{WIDE_OUTPUTS} int16: stored data of more than 2^20 bytes"),
         ValidVariant("valid-header-limits", _header_variant(b), "9.2",
                      f"header.npy of exactly 2^20 bytes (JSON and spaces), JSON nested {MAX_JSON_DEPTH} deep, "
                      f"integers of {JSON_INT_EXACT_DIGITS} and {JSON_INT_EXACT_DIGITS + 1} digits in provenance, "
